@@ -1,0 +1,1 @@
+"""Benchmarks of pyflowops (pytest-benchmark), the report script and the correlation demo."""

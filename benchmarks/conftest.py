@@ -1,0 +1,52 @@
+"""pytest glue for the benchmarks: output folder, skipped cases and machine info in the JSON."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from benchmarks import _measure
+
+RAW_DIR = Path(__file__).resolve().parent / ".raw"
+RAW_DIR.mkdir(exist_ok=True)  # `make bench` writes benchmarks/.raw/results.json; pytest-benchmark won't mkdir
+
+_START = time.time()
+_LOAD_AT_START = os.getloadavg()
+
+
+def pytest_configure(config):
+    global _START, _LOAD_AT_START
+    _START = time.time()
+    _LOAD_AT_START = os.getloadavg()  # other work on the machine skews timings: the report says so
+    path = config.getoption("benchmark_json", default=None)
+    if path:  # any other --benchmark-json folder too
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def pytest_report_header(config):
+    load = os.getloadavg()[0]
+    line = (
+        f"pyflowops benchmarks: backends {', '.join(str(t) for t in _measure.bench_targets())}, "
+        f"sizes {', '.join(f'{s}^2' for s in _measure.image_sizes())}, load average {load:.2f} "
+        f"on {os.cpu_count()} cores"
+    )
+    if load > 0.5:
+        line += " (the machine is busy: timings will be inflated; RESULTS.md marks contended cases)"
+    return line
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    output_json["pyflowops"] = {
+        "machine": _measure.machine_info(),
+        "skipped": list(_measure.SKIPPED),
+        "quick": _measure.quick_mode(),
+        "full": _measure.full_mode(),
+        "memory_budget_bytes": {
+            t.device: _measure.memory_budget_bytes(t.device) for t in _measure.bench_targets()
+        },
+        "ram_bytes": _measure.total_memory_bytes("cpu"),
+        "session_wall_s": time.time() - _START,
+        "load_average_start": list(_LOAD_AT_START),
+        "load_average_end": list(os.getloadavg()),
+    }

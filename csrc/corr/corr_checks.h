@@ -1,0 +1,81 @@
+// Argument checks of the correlation ops, shared by the CPU and CUDA kernels.
+// (pyflowops/ops/corr.py validates first with friendly Python errors.)
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <cstdint>
+
+#include "common/checks.h"
+#include "corr/corr_math.h"
+
+namespace pyflowops {
+namespace corr {
+
+inline void check_radius(int64_t radius, const char* op) {
+  TORCH_CHECK(radius >= 0 && radius <= kMaxRadius, op, ": radius must be in [0, ", kMaxRadius,
+              "], got ", radius);
+}
+
+inline void check_num_levels(size_t num_levels, const char* op, const char* name) {
+  TORCH_CHECK(num_levels >= 1 && num_levels <= static_cast<size_t>(kMaxLevels), op, ": ", name,
+              " must hold between 1 and ", kMaxLevels, " levels, got ", num_levels);
+}
+
+// coords: [B, 2, H, W], floating.
+inline void check_coords(const at::Tensor& coords, const char* op) {
+  check_dim(coords, 4, op, "coords");
+  check_floating(coords, op, "coords");
+  check_size(coords, 1, 2, op, "coords");
+}
+
+// pyramid[l]: [B, H, W, H_l, W_l] matching coords [B, 2, H, W].
+inline void check_lookup_inputs(at::TensorList pyramid, const at::Tensor& coords, int64_t radius,
+                                const char* op) {
+  check_radius(radius, op);
+  check_num_levels(pyramid.size(), op, "pyramid");
+  check_coords(coords, op);
+  for (const auto& level : pyramid) {
+    check_dim(level, 5, op, "pyramid level");
+    check_same_device_dtype(coords, "coords", level, "pyramid level", op);
+    TORCH_CHECK(level.size(0) == coords.size(0) && level.size(1) == coords.size(2) &&
+                    level.size(2) == coords.size(3),
+                op, ": pyramid levels must be [B, H, W, H_l, W_l] with B, H, W of coords ",
+                coords.sizes(), ", got ", level.sizes());
+  }
+}
+
+// fmap1: [B, H, W, D]; fmap2_levels[l]: [B, H_l, W_l, D]; coords [B, 2, H, W].
+inline void check_onthefly_inputs(const at::Tensor& fmap1, at::TensorList fmap2_levels,
+                                  const at::Tensor& coords, int64_t radius, const char* op) {
+  check_radius(radius, op);
+  check_num_levels(fmap2_levels.size(), op, "fmap2_levels");
+  check_coords(coords, op);
+  check_dim(fmap1, 4, op, "fmap1");
+  check_same_device_dtype(coords, "coords", fmap1, "fmap1", op);
+  TORCH_CHECK(fmap1.size(0) == coords.size(0) && fmap1.size(1) == coords.size(2) &&
+                  fmap1.size(2) == coords.size(3),
+              op, ": fmap1 must be [B, H, W, D] with B, H, W of coords ", coords.sizes(), ", got ",
+              fmap1.sizes());
+  for (const auto& level : fmap2_levels) {
+    check_dim(level, 4, op, "fmap2 level");
+    check_same_device_dtype(coords, "coords", level, "fmap2 level", op);
+    TORCH_CHECK(level.size(0) == fmap1.size(0) && level.size(3) == fmap1.size(3), op,
+                ": fmap2 levels must be [B, H_l, W_l, D] with B, D of fmap1 ", fmap1.sizes(),
+                ", got ", level.sizes());
+  }
+}
+
+// grad_out: [B, L*(2r+1)^2, H, W], same device and dtype as coords.
+inline void check_grad_out(const at::Tensor& grad_out, const at::Tensor& coords, int64_t num_levels,
+                           int64_t radius, const char* op) {
+  check_dim(grad_out, 4, op, "grad_out");
+  check_same_device_dtype(coords, "coords", grad_out, "grad_out", op);
+  const int64_t K = (2 * radius + 1) * (2 * radius + 1);
+  check_shape(grad_out, {coords.size(0), num_levels * K, coords.size(2), coords.size(3)}, op,
+              "grad_out");
+}
+
+}  // namespace corr
+}  // namespace pyflowops

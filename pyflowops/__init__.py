@@ -1,0 +1,27 @@
+"""pyflowops: fast, memory-lean kernels for facial optical flow.
+
+Example:
+    >>> import pyflowops
+    >>> "torch" in pyflowops.available_backends()
+    True
+"""
+
+from pyflowops._backend import (
+    BackendUnavailableError,
+    available_backends,
+    build_info,
+    use_backend,
+)
+from pyflowops.ops.corr import corr_lookup, corr_lookup_onthefly, corr_pyramid
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError",
+    "available_backends",
+    "build_info",
+    "corr_lookup",
+    "corr_lookup_onthefly",
+    "corr_pyramid",
+    "use_backend",
+]

@@ -1,0 +1,203 @@
+"""Loading ``pyflowops._C`` and choosing a backend for each op call.
+
+Backends: ``cpu`` (C++ kernels), ``cuda`` (CUDA kernels), ``triton`` (Triton
+kernels) and ``torch`` (the pure PyTorch reference). The choice comes from,
+in order: the op's ``backend=`` argument, the innermost :func:`use_backend`
+context, the ``PYFLOWOPS_BACKEND`` environment variable, else ``auto``:
+CUDA tensors -> cuda, triton, torch; CPU tensors -> cpu, torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+__all__ = [
+    "BACKEND_NAMES",
+    "BackendUnavailableError",
+    "available_backends",
+    "build_info",
+    "select_backend",
+    "use_backend",
+]
+
+BACKEND_NAMES = ("cpu", "cuda", "triton", "torch")
+_AUTO_ORDER = {"cuda": ("cuda", "triton", "torch"), "cpu": ("cpu", "torch")}
+_ALL_FLOATS = frozenset({torch.float32, torch.float64, torch.float16, torch.bfloat16})
+
+try:  # importing _C registers the C++ ops with torch.library
+    from pyflowops import _C  # type: ignore[attr-defined]
+
+    _C_ERROR: str | None = None
+    _BUILD_INFO: dict = dict(_C.build_info())  # read once: torch.compile cannot trace into pybind11
+except ImportError as exc:  # a broken or missing build must not hide the torch backend
+    _C = None
+    _C_ERROR = f"pyflowops._C failed to import ({exc}); reinstall with `pip install --no-build-isolation .`"
+    _BUILD_INFO = {"error": _C_ERROR}
+
+
+class BackendUnavailableError(RuntimeError):
+    """No backend (or not the requested one) can run an op on the given tensors."""
+
+
+def build_info() -> dict:
+    """How ``pyflowops._C`` was built.
+
+    Returns:
+        dict with ``cuda_compiled``, ``cuda_archs``, ``cuda_version``, ``torch_version``
+        (the torch it was compiled against), ``openmp`` and ``compiler``; or
+        ``{"error": reason}`` when the extension could not be imported.
+
+    Example:
+        >>> import pyflowops
+        >>> sorted(pyflowops.build_info())[:2]
+        ['compiler', 'cuda_archs']
+    """
+    return dict(_BUILD_INFO)
+
+
+def _triton_interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@functools.cache
+def _triton_missing() -> str | None:
+    if importlib.util.find_spec("triton") is None:
+        return "the triton package is not installed"
+    return None
+
+
+@dataclass(frozen=True)
+class _Backend:
+    name: str
+
+    def unavailable(self) -> str | None:
+        """Why this install cannot run the backend at all, or None."""
+        if self.name == "cpu":
+            return _C_ERROR
+        if self.name == "cuda":
+            if _C_ERROR:
+                return _C_ERROR
+            if not _BUILD_INFO["cuda_compiled"]:
+                return "pyflowops._C was built without CUDA (rebuild with FORCE_CUDA=1 where nvcc is present)"
+            if not torch.cuda.is_available():
+                return "torch.cuda.is_available() is False"
+            return None
+        if self.name == "triton":
+            if _triton_missing():
+                return _triton_missing()
+            if not torch.cuda.is_available() and not _triton_interpreted():
+                return "Triton needs a CUDA GPU (or TRITON_INTERPRET=1 for the CPU interpreter)"
+            return None
+        return None  # torch: always there
+
+    def devices(self) -> tuple[str, ...]:
+        if self.name == "cpu":
+            return ("cpu",)
+        if self.name == "cuda":
+            return ("cuda",)
+        if self.name == "triton":
+            return ("cuda", "cpu") if _triton_interpreted() else ("cuda",)
+        return ("any",)
+
+    def dtypes(self, device: str) -> frozenset[torch.dtype]:
+        return _ALL_FLOATS
+
+    def reject(self, device: str, dtype: torch.dtype) -> str | None:
+        """Why this backend cannot run on tensors of this device and dtype, or None."""
+        reason = self.unavailable()
+        if reason or self.name == "torch":  # the reference runs wherever torch does
+            return reason
+        if device not in self.devices():
+            return f"runs on {'/'.join(self.devices())} tensors, got {device}"
+        if dtype not in self.dtypes(device):
+            names = ", ".join(sorted(str(d).removeprefix("torch.") for d in self.dtypes(device)))
+            return f"supports {names} on {device}, got {str(dtype).removeprefix('torch.')}"
+        return None
+
+
+_BACKENDS = {name: _Backend(name) for name in BACKEND_NAMES}
+_CONTEXT_STACK: list[str] = []  # a plain list (not a ContextVar) so torch.compile can read it
+
+
+def _check_name(name: str) -> str:
+    if name != "auto" and name not in _BACKENDS:
+        raise ValueError(f"backend must be one of {('auto', *BACKEND_NAMES)}, got {name!r}")
+    return name
+
+
+def available_backends() -> list[str]:
+    """Backends this install can run (on some device), in priority order.
+
+    Example:
+        >>> import pyflowops
+        >>> "torch" in pyflowops.available_backends()
+        True
+    """
+    return [name for name, b in _BACKENDS.items() if b.unavailable() is None]
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Run the ops called inside the ``with`` block on backend ``name`` (or ``"auto"``).
+
+    An op's own ``backend=`` argument still wins. Contexts nest.
+
+    Example:
+        >>> import pyflowops
+        >>> with pyflowops.use_backend("torch"):
+        ...     pass
+    """
+    _CONTEXT_STACK.append(_check_name(name))
+    try:
+        yield
+    finally:
+        _CONTEXT_STACK.pop()
+
+
+def _requested(backend: str | None) -> str:
+    if backend is not None:
+        return _check_name(backend)
+    if _CONTEXT_STACK:
+        return _CONTEXT_STACK[-1]
+    env = os.environ.get("PYFLOWOPS_BACKEND")
+    if env:
+        try:
+            return _check_name(env)
+        except ValueError as exc:
+            raise ValueError(f"PYFLOWOPS_BACKEND: {exc}") from None
+    return "auto"
+
+
+def select_backend(op: str, tensors: Sequence[torch.Tensor], backend: str | None = None) -> str:
+    """Pick the backend that runs ``op`` on ``tensors`` (already validated to share device and dtype).
+
+    Raises:
+        ValueError: ``backend`` is not a backend name.
+        BackendUnavailableError: the requested backend, or with ``auto`` every
+            candidate, cannot run; the message gives each backend's reason.
+    """
+    device, dtype = tensors[0].device.type, tensors[0].dtype
+    requested = _requested(backend)
+    if requested != "auto":
+        reason = _BACKENDS[requested].reject(device, dtype)
+        if reason is None:
+            return requested
+        raise BackendUnavailableError(f"{op}: backend {requested!r} cannot run: {reason}")
+    candidates = _AUTO_ORDER.get(device, ("torch",))
+    reasons = {}
+    for name in candidates:
+        reason = _BACKENDS[name].reject(device, dtype)
+        if reason is None:
+            return name
+        reasons[name] = reason
+    for name in BACKEND_NAMES:
+        reasons.setdefault(name, _BACKENDS[name].reject(device, dtype) or "not tried for this device")
+    detail = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+    raise BackendUnavailableError(f"{op}: no backend can run on {device} {dtype}: {detail}")

@@ -1,0 +1,5 @@
+"""Drop-in modules built on pyflowops ops."""
+
+from pyflowops.nn.corr import AlternateCorrBlock, CorrBlock
+
+__all__ = ["AlternateCorrBlock", "CorrBlock"]

@@ -1,0 +1,91 @@
+"""Backend selection: argument, context, environment, auto, and the errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import pyflowops
+from pyflowops import _backend
+
+
+@pytest.fixture
+def x():
+    return torch.zeros(1)
+
+
+def test_available_backends_here():
+    names = pyflowops.available_backends()
+    assert names[-1] == "torch" and "cpu" in names
+    assert ("cuda" in names) == (torch.cuda.is_available() and pyflowops.build_info()["cuda_compiled"])
+
+
+def test_build_info_reports_the_build():
+    info = pyflowops.build_info()
+    assert set(info) >= {"cuda_compiled", "cuda_archs", "cuda_version", "torch_version", "openmp"}
+    assert info["torch_version"] == torch.__version__
+    assert info["openmp"] is True  # without -fopenmp at::parallel_for runs on one thread
+    assert isinstance(info["cuda_compiled"], bool)
+
+
+def test_auto_picks_cpu_for_cpu_tensors(x, monkeypatch):
+    monkeypatch.delenv("PYFLOWOPS_BACKEND", raising=False)
+    assert _backend.select_backend("op", [x]) == "cpu"
+
+
+def test_argument_beats_context_beats_environment(x, monkeypatch):
+    monkeypatch.setenv("PYFLOWOPS_BACKEND", "torch")
+    assert _backend.select_backend("op", [x]) == "torch"
+    with pyflowops.use_backend("cpu"):
+        assert _backend.select_backend("op", [x]) == "cpu"
+        with pyflowops.use_backend("torch"):
+            assert _backend.select_backend("op", [x]) == "torch"
+        assert _backend.select_backend("op", [x]) == "cpu"
+        assert _backend.select_backend("op", [x], backend="torch") == "torch"
+    assert _backend.select_backend("op", [x]) == "torch"
+
+
+def test_bad_environment_names_the_variable(x, monkeypatch):
+    monkeypatch.setenv("PYFLOWOPS_BACKEND", "fastest")
+    with pytest.raises(ValueError, match=r"PYFLOWOPS_BACKEND: backend must be one of .*'fastest'"):
+        _backend.select_backend("op", [x])
+
+
+def test_context_rejects_unknown_name():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        with pyflowops.use_backend("gpu"):
+            pass
+    assert _backend._CONTEXT_STACK == []
+
+
+def test_context_is_popped_on_error(x):
+    with pytest.raises(KeyError):
+        with pyflowops.use_backend("torch"):
+            raise KeyError
+    assert _backend._CONTEXT_STACK == []
+
+
+def test_explicit_backend_that_cannot_run_says_why(x):
+    with pytest.raises(pyflowops.BackendUnavailableError, match=r"backend 'cuda' cannot run: .*"):
+        _backend.select_backend("my_op", [x], backend="cuda")
+    with pytest.raises(pyflowops.BackendUnavailableError, match=r"cpu/cuda tensors, got meta|runs on cpu tensors, got meta"):
+        _backend.select_backend("my_op", [torch.zeros(1, device="meta")], backend="cpu")
+
+
+def test_no_backend_fits_lists_every_reason(x, monkeypatch):
+    monkeypatch.setattr(_backend._Backend, "reject", lambda self, device, dtype: f"{self.name} says no")
+    with pytest.raises(pyflowops.BackendUnavailableError) as info:
+        _backend.select_backend("my_op", [x])
+    message = str(info.value)
+    assert message.startswith("my_op: no backend can run on cpu torch.float32")
+    for name in _backend.BACKEND_NAMES:
+        assert f"{name}: {name} says no" in message
+
+
+def test_triton_needs_gpu_or_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    reason = _backend._BACKENDS["triton"].unavailable()
+    assert (reason is None) == torch.cuda.is_available()
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert _backend._BACKENDS["triton"].unavailable() is None
+    assert _backend._BACKENDS["triton"].reject("cpu", torch.float32) is None
