@@ -16,7 +16,9 @@ Environment knobs (all optional):
 * ``PYFLOWOPS_BENCH_MEM_BUDGET_GIB``: memory budget per case (default: half the RAM on
   CPU, 80% of the GPU memory on CUDA);
 * ``PYFLOWOPS_BENCH_DEVICES``: comma list of devices to benchmark (default: cpu, plus cuda
-  when a GPU is present).
+  when a GPU is present);
+* ``PYFLOWOPS_BENCH_IDLE_WAIT_S``: seconds (whole session, default 180) the benchmarks may
+  spend waiting for other processes to leave the CPU before a case starts (0: never wait).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ __all__ = [
     "PeakMemory",
     "bench_targets",
     "coords_sequence",
+    "wait_for_idle",
     "estimate_bytes",
     "fits",
     "gib",
@@ -354,6 +357,34 @@ class CpuContention:
         wall = time.monotonic() - wall0
         ticks = os.sysconf("SC_CLK_TCK") * wall * (os.cpu_count() or 1)
         return max(0.0, (busy1 - busy0 - (own1 - own0)) / ticks) if ticks > 0 else None
+
+
+_IDLE_WAIT_LEFT = [float(os.environ.get("PYFLOWOPS_BENCH_IDLE_WAIT_S", "180"))]
+
+
+def wait_for_idle(max_wait_s: float = 15.0, threshold: float = 0.1, window_s: float = 0.5) -> float:
+    """Wait (at most ``max_wait_s``, and at most PYFLOWOPS_BENCH_IDLE_WAIT_S per session, default 180 s)
+    until other processes use less than ``threshold`` of the CPU over ``window_s``; returns the seconds waited.
+
+    On a shared machine a busy neighbour inflates timings unevenly (torch's OpenMP
+    threads suffer most), so each benchmark starts in a quiet moment when one comes soon.
+    """
+    waited = 0.0
+    probe = CpuContention()
+    while _IDLE_WAIT_LEFT[0] > 0 and waited < max_wait_s:
+        probe.start()
+        time.sleep(window_s)
+        load = probe.stop()
+        if load is None or load < threshold:
+            break
+        waited += window_s
+        _IDLE_WAIT_LEFT[0] -= window_s
+    return waited
+
+
+# (case name, other-process CPU share) of every benchmark run in this process.
+CONTENTION: list[tuple[str, float | None]] = []
+CONTENDED = 0.25  # above this share the case's time is flagged as inflated
 
 
 # ---------------------------------------------------------------------------

@@ -24,16 +24,21 @@ def pytest_configure(config):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def pytest_report_header(config):
-    load = os.getloadavg()[0]
-    line = (
-        f"pyflowops benchmarks: backends {', '.join(str(t) for t in _measure.bench_targets())}, "
-        f"sizes {', '.join(f'{s}^2' for s in _measure.image_sizes())}, load average {load:.2f} "
-        f"on {os.cpu_count()} cores"
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say (even with -q) how long the sweep took and whether other processes skewed it."""
+    ran = _measure.CONTENTION
+    if not ran:
+        return
+    busy = [name for name, load in ran if load is not None and load > _measure.CONTENDED]
+    terminalreporter.write_line(
+        f"pyflowops benchmarks: {len(ran)} cases in {(time.time() - _START) / 60:.1f} min; "
+        + (
+            f"{len(busy)} ran while other processes used >{_measure.CONTENDED:.0%} of the CPU "
+            "(their times are inflated; RESULTS.md marks them)"
+            if busy
+            else "the machine was otherwise idle"
+        )
     )
-    if load > 0.5:
-        line += " (the machine is busy: timings will be inflated; RESULTS.md marks contended cases)"
-    return line
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):

@@ -35,7 +35,7 @@ FAMILIES = {
     "train_step": "Training step: one lookup forward + backward from the feature maps",
 }
 PAIRED = ("raft_inference", "train_step")  # families with an all-pairs and an on-the-fly mode
-CONTENDED = 0.25  # other processes used more than this share of all cores during the case
+CONTENDED = 0.25  # other processes used more than this share of all cores during the case (as _measure)
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -48,6 +48,7 @@ class Row:
     size: int
     batch: int
     mean: float | None = None  # seconds
+    min: float | None = None
     stddev: float | None = None
     rounds: int | None = None
     peak: int | None = None  # bytes
@@ -87,6 +88,7 @@ def load(path: Path) -> tuple[list[Row], dict[str, Any], dict[str, Any]]:
                 size=info["image_size"],
                 batch=info["batch"],
                 mean=stats["mean"],
+                min=stats.get("min"),
                 stddev=stats.get("stddev"),
                 rounds=stats.get("rounds"),
                 peak=info.get("peak_memory_bytes"),
@@ -194,14 +196,19 @@ class Index:
         return row if row is not None and row.ran else None
 
 
+def _contended(row: Row) -> bool:
+    return row.ran and row.other_load is not None and row.other_load > CONTENDED
+
+
 def _time_cell(row: Row) -> str:
     if not row.ran:
         return "—"
     cell = fmt_time(row.mean)
     if row.rounds and row.rounds > 1 and row.stddev is not None:
-        cell += f" ± {fmt_time(row.stddev)}"
-    cell += f" ({row.rounds}×)" if row.rounds else ""
-    if row.other_load is not None and row.other_load > CONTENDED:
+        cell += f" ± {fmt_time(row.stddev)} (min {fmt_time(row.min)}, {row.rounds}×)"
+    elif row.rounds:
+        cell += f" ({row.rounds}×)"
+    if _contended(row):
         cell += " ⚠"
     return cell
 
@@ -276,8 +283,11 @@ def targets(index: Index, ram: int) -> list[str]:
         ]
     lines = ["| target | backend | measured | status |", "|---|---|---|---|"]
 
-    def add(target: str, backend: str, measured: str, ok: bool | None) -> None:
-        lines.append(f"| {target} | {backend} | {measured} | {_status(ok)} |")
+    def add(target: str, backend: str, measured: str, ok: bool | None, timed: tuple = ()) -> None:
+        status = _status(ok)
+        if ok is not None and any(_contended(r) for r in timed if r is not None):
+            status += " ⚠ timed while other processes loaded the CPU: re-run on an idle machine to confirm"
+        lines.append(f"| {target} | {backend} | {measured} | {status} |")
 
     for backend, device in kernels:
         label = f"{backend}@{device}"
@@ -289,7 +299,7 @@ def targets(index: Index, ram: int) -> list[str]:
                 f"{speed:.2f}× ({fmt_time(row.mean)} vs reference {fmt_time(ref.mean)})" if speed else "not measured"
             )
             add(f"corr_lookup {what} ≥ 4× faster than the reference, 512² batch 2", label, measured,
-                None if speed is None else speed >= 4)
+                None if speed is None else speed >= 4, (ref, row))
         for batch in (1, 2):
             ap = index.measured("raft_inference", device, 1024, batch, "allpairs", backend)
             otf = index.measured("raft_inference", device, 1024, batch, "onthefly", backend)
@@ -302,7 +312,7 @@ def targets(index: Index, ram: int) -> list[str]:
             if ap and otf:
                 add(f"on-the-fly 12 lookups ≤ all-pairs pyramid build + 12 lookups (time), 1024² batch {batch}",
                     label, f"{fmt_time(otf.mean)} vs {fmt_time(ap.mean)} ({fmt_speed(ap.mean / otf.mean)} faster)",
-                    otf.mean <= ap.mean)
+                    otf.mean <= ap.mean, (ap, otf))
             else:
                 add(f"on-the-fly 12 lookups ≤ all-pairs time, 1024² batch {batch}", label, "not measured", None)
         otf = index.measured("raft_inference", device, 2048, 1, "onthefly", backend)
@@ -370,6 +380,7 @@ def plot_memory(index: Index, ram: int, path: Path) -> bool:
     if not series:
         return False
     multi = len({k[0] for k in series}) > 1
+    sizes = sorted({r.size for r in index.rows})
     fig, ax = plt.subplots(figsize=(10, 5.5))
     for (device, mode, backend, batch), rows in sorted(series.items()):
         style = _style(device, mode, backend, batch)
@@ -379,12 +390,16 @@ def plot_memory(index: Index, ram: int, path: Path) -> bool:
                     batch, multi), **style)
         est = [r for r in rows if r.skip_kind == "does not fit" and r.estimate]
         if est:
-            xs = ([ran[-1].size] if ran else []) + [r.size for r in est]
-            ys = ([ran[-1].peak / GIB] if ran else []) + [r.estimate / GIB for r in est]
-            ax.plot(xs, ys, color=style["color"], linestyle=":", alpha=style["alpha"])
+            # dotted continuation from the last measured size when the estimates follow it directly
+            points = {r.size: r.peak for r in ran}
+            points.update({r.size: r.estimate for r in est})
+            chain = [z for z in sizes if z in points]
+            first = sizes.index(est[0].size)
+            if ran and first > 0 and sizes[first - 1] == ran[-1].size:
+                xs = [z for z in chain if z >= ran[-1].size]
+                ax.plot(xs, [points[z] / GIB for z in xs], color=style["color"], linestyle=":", alpha=style["alpha"])
             ax.plot([r.size for r in est], [r.estimate / GIB for r in est], linestyle="none", marker=style["marker"],
                     markerfacecolor="none", markeredgecolor=style["color"], markersize=9, alpha=style["alpha"])
-    sizes = sorted({r.size for r in index.rows})
     if ram:
         ax.axhline(ram / GIB, color="tab:red", linewidth=1.5)
         ax.text(sizes[0], ram / GIB * 1.12, f"RAM {ram / GIB:.1f} GiB", color="tab:red")
@@ -479,7 +494,7 @@ def render(rows: list[Row], extra: dict[str, Any], data: dict[str, Any], out: Pa
     ram = extra.get("ram_bytes") or (extra.get("machine") or {}).get("ram_bytes") or 0
     mem_png, time_png = out.parent / "memory_vs_resolution.png", out.parent / "time_vs_resolution.png"
     have_mem, have_time = plot_memory(index, ram, mem_png), plot_time(index, time_png)
-    contended = [r for r in rows if r.ran and r.other_load is not None and r.other_load > CONTENDED]
+    contended = [r for r in rows if _contended(r)]
 
     doc = [
         "# pyflowops benchmark results",
@@ -495,8 +510,11 @@ def render(rows: list[Row], extra: dict[str, Any], data: dict[str, Any], out: Pa
         "pixel grid + random flow of a few pixels (moving slightly at each of RAFT's 12 iterations). "
         "Peak memory is the extra memory of one call above what was allocated before it "
         f"({(extra.get('machine') or {}).get('gpu') and 'CUDA: max_memory_allocated; ' or ''}"
-        "CPU: peak RSS via /proc/self/clear_refs + VmHWM), the largest over all rounds. "
-        "Ratios compare numbers measured in the same run; absolute times on this CPU are indicative only.",
+        "CPU: peak RSS via /proc/self/clear_refs + VmHWM, heap trimmed first), taken on the first call. "
+        "Times are the mean over the timed rounds (± standard deviation, min, rounds); fast cases get an "
+        "untimed warmup call first, slow ones (CPU: ≥ 1024², and the torch on-the-fly reference) run once. "
+        "Ratios use the means and compare "
+        "numbers measured in the same run; absolute times on this CPU are indicative only.",
         "",
     ]
     if contended:

@@ -147,6 +147,7 @@ def _run(
     benchmark.group = f"{family} | {case.size}px b{case.batch} | {case.device}"
     benchmark.extra_info.update(case.config())
     benchmark.extra_info.update(family=family, title=FAMILY_TITLES[family], lookups=lookups)
+    waited = m.wait_for_idle() if case.device == "cpu" else 0.0
     contention = m.CpuContention()
     contention.start()
     if _slow(case):
@@ -160,8 +161,11 @@ def _run(
         rounds = max(low, min(high, math.ceil(TIME_PER_CASE[case.device] / max(seconds, 1e-9))))
     benchmark.pedantic(_target, setup=_setup, rounds=rounds, warmup_rounds=0, iterations=1)
     tracker.stop()
+    other_load = contention.stop()
+    m.CONTENTION.append((case.id, other_load))
     benchmark.extra_info.update(
-        other_cpu_load=contention.stop(),
+        other_cpu_load=other_load,
+        waited_for_idle_s=waited,
         peak_memory_bytes=tracker.peak,
         memory_method=tracker.method,
         memory_estimate_bytes=estimate,
