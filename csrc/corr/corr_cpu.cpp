@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "corr/corr_checks.h"
@@ -31,8 +32,8 @@ namespace {
 // Queries per thread chunk below which a loop stays on one thread.
 constexpr int64_t kGrain = 64;
 
-// Contiguous copies of a list of levels (kept alive by the vector) and their pointers.
-// size_dims: which two dimensions are the map's h and w.
+// Pointers and map sizes of a list of contiguous levels (kept alive by the caller's
+// vector); hdim, wdim: the dimensions holding the map's h and w.
 template <typename T>
 LevelPtrs<T> level_ptrs(const std::vector<at::Tensor>& levels, int hdim, int wdim) {
   LevelPtrs<T> p{};
@@ -63,7 +64,7 @@ inline void fill_patch_dot_cpu(const scalar_t* f1, const scalar_t* fmap2, int64_
   zero_patch(P, r);
   for (int v = p.v_lo; v < p.v_hi; ++v) {
     const scalar_t* rows = fmap2 + ((p.Y0 + v) * w + p.X0 + p.u_lo) * D;
-    vec::rows_dot(rows, p.u_hi - p.u_lo, D, f1, P + p.u_lo * S + v, S);
+    vec::rows_dot(rows, p.u_hi - p.u_lo, D, f1, P + v * S + p.u_lo);
   }
 }
 
@@ -110,15 +111,31 @@ inline void for_each_tile(int64_t begin, int64_t end, int64_t HW, const F& fn) {
   }
 }
 
-// tile[c * kTile + k] = src[c * HW + k] for c < C, k < n.
+// tile[c * kTile + k] = src[c * HW + k] for c < C, k < n (a full tile: fixed-size copies).
+// Also prefetches the next tile's lines when it lies in the same rows (hardware
+// prefetchers do not follow C streams at once).
 template <typename T>
-inline void load_tile(const T* src, int64_t C, int64_t HW, int64_t n, T* tile) {
-  for (int64_t c = 0; c < C; ++c) std::memcpy(tile + c * kTile, src + c * HW, n * sizeof(T));
+inline void load_tile(const T* src, int64_t C, int64_t HW, int64_t ij0, int64_t n, T* tile) {
+  if (n == kTile) {
+    const bool next = ij0 + 2 * kTile <= HW;
+    for (int64_t c = 0; c < C; ++c) {
+      std::memcpy(tile + c * kTile, src + c * HW, kTile * sizeof(T));
+#if defined(__GNUC__) || defined(__clang__)
+      if (next) __builtin_prefetch(src + c * HW + kTile);
+#endif
+    }
+  } else {
+    for (int64_t c = 0; c < C; ++c) std::memcpy(tile + c * kTile, src + c * HW, n * sizeof(T));
+  }
 }
 
 template <typename T>
 inline void store_tile(const T* tile, int64_t C, int64_t HW, int64_t n, T* dst) {
-  for (int64_t c = 0; c < C; ++c) std::memcpy(dst + c * HW, tile + c * kTile, n * sizeof(T));
+  if (n == kTile) {
+    for (int64_t c = 0; c < C; ++c) std::memcpy(dst + c * HW, tile + c * kTile, kTile * sizeof(T));
+  } else {
+    for (int64_t c = 0; c < C; ++c) std::memcpy(dst + c * HW, tile + c * kTile, n * sizeof(T));
+  }
 }
 
 // ---- corr_lookup --------------------------------------------------------------
@@ -126,10 +143,12 @@ inline void store_tile(const T* tile, int64_t C, int64_t HW, int64_t n, T* dst) 
 // Every query reads a few short rows of its own map, a fresh 4-16 KB region the
 // hardware prefetcher cannot guess, so the lookups wait on DRAM latency. Query
 // q + kPrefetchAhead's rows are requested while query q is computed.
-constexpr int64_t kPrefetchAhead = 2;
+// Always inlined: GCC 12 otherwise marks this function pure (it treats
+// __builtin_prefetch as side-effect free) and deletes the call.
+constexpr int64_t kPrefetchAhead = 4;
 
 template <typename scalar_t>
-inline void prefetch_patches(const LevelPtrs<const scalar_t>& lv, const scalar_t* coords,
+PFO_INLINE void prefetch_patches(const LevelPtrs<const scalar_t>& lv, const scalar_t* coords,
                              int64_t q, int64_t HW, int r) {
 #if defined(__GNUC__) || defined(__clang__)
   using acc_t = at::opmath_type<scalar_t>;
@@ -192,7 +211,7 @@ void lookup_backward_kernel(const LevelPtrs<const scalar_t>& lv, const scalar_t*
     acc_t coef[kMaxPatch];
     std::vector<scalar_t> g_tile(static_cast<size_t>(L * K * kTile));
     for_each_tile(begin, end, HW, [&](const Tile& t) {
-      load_tile(grad_out + t.b * L * K * HW + t.ij0, L * K, HW, t.n, g_tile.data());
+      load_tile(grad_out + t.b * L * K * HW + t.ij0, L * K, HW, t.ij0, t.n, g_tile.data());
       for (int64_t k = 0; k < t.n; ++k) {
         const int64_t ij = t.ij0 + k, q = t.b * HW + ij;
         if (q + kPrefetchAhead < end) prefetch_patches(lv, coords, q + kPrefetchAhead, HW, r);
@@ -322,7 +341,7 @@ void onthefly_backward_query_kernel(const scalar_t* fmap1, const LevelPtrs<const
     std::vector<acc_t> g1(static_cast<size_t>(D));
     std::vector<scalar_t> g_tile(static_cast<size_t>(L * K * kTile));
     for_each_tile(begin, end, HW, [&](const Tile& t) {
-      load_tile(grad_out + t.b * L * K * HW + t.ij0, L * K, HW, t.n, g_tile.data());
+      load_tile(grad_out + t.b * L * K * HW + t.ij0, L * K, HW, t.ij0, t.n, g_tile.data());
       for (int64_t k = 0; k < t.n; ++k) {
         const int64_t ij = t.ij0 + k, q = t.b * HW + ij;
         const acc_t x = static_cast<acc_t>(coords[(2 * t.b) * HW + ij]);
@@ -345,7 +364,7 @@ void onthefly_backward_query_kernel(const scalar_t* fmap1, const LevelPtrs<const
           const PatchRange p = patch_range(s, r, h, w);
           for (int v = p.v_lo; v < p.v_hi; ++v) {  // corners u of row v: consecutive pixels
             const scalar_t* rows = fmap2 + ((p.Y0 + v) * w + p.X0 + p.u_lo) * D;
-            vec::rows_axpy(rows, p.u_hi - p.u_lo, D, coef + p.u_lo * S + v, S, g1.data());
+            vec::rows_axpy(rows, p.u_hi - p.u_lo, D, coef + v * S + p.u_lo, g1.data());
           }
         }
         scalar_t* out1 = grad_fmap1 + q * D;
@@ -386,7 +405,7 @@ void onthefly_backward_fmap2_kernel(const scalar_t* fmap1, const LevelPtrs<const
       const int64_t dn = std::min(slice, D - d0);
       if (dn <= 0) continue;
       for_each_tile(b * HW, (b + 1) * HW, HW, [&](const Tile& t) {
-        load_tile(grad_out + t.b * L * K * HW + t.ij0, L * K, HW, t.n, g_tile.data());
+        load_tile(grad_out + t.b * L * K * HW + t.ij0, L * K, HW, t.ij0, t.n, g_tile.data());
         for (int64_t k = 0; k < t.n; ++k) {
           const int64_t ij = t.ij0 + k, q = b * HW + ij;
           const acc_t x = static_cast<acc_t>(coords[(2 * b) * HW + ij]);
@@ -401,7 +420,7 @@ void onthefly_backward_fmap2_kernel(const scalar_t* fmap1, const LevelPtrs<const
             acc_t* gmap = g2.data[l] + b * h * w * D + d0;
             for (int v = p.v_lo; v < p.v_hi; ++v) {  // corners u of row v: consecutive pixels
               vec::rows_scatter(gmap + ((p.Y0 + v) * w + p.X0 + p.u_lo) * D, p.u_hi - p.u_lo, D,
-                                coef + p.u_lo * S + v, S, f1, dn);
+                                coef + v * S + p.u_lo, f1, dn);
             }
           }
         }

@@ -2,9 +2,9 @@
 //
 // The on-the-fly ops spend nearly all their time in three loops over the
 // channel dimension D, which is contiguous in the channels-last layout:
-//   rows_dot:  out[k] = <x, rows[k]>           (patch corners, forward and backward)
-//   rows_axpy: acc += sum_k coef[k] * rows[k]  (grad_fmap1)
-//   rows_scatter: dst[k] += coef[k] * src      (grad_fmap2 scatter, rows of a D-slice)
+//   rows_dot:     out[k] = <x, rows[k]>           (patch corners, forward and backward)
+//   rows_axpy:    acc += sum_k coef[k] * rows[k]  (grad_fmap1)
+//   rows_scatter: dst[k] += coef[k] * src         (grad_fmap2 scatter, rows of a D-slice)
 // The corners u of one patch row are consecutive pixels, so `rows` is one
 // contiguous [n, D] block.
 //
@@ -46,16 +46,14 @@ namespace vec {
 // ---- generic versions (any dtype; acc_t = opmath type) ----------------------
 
 template <typename scalar_t, typename acc_t>
-inline void rows_dot(const scalar_t* rows, int n, int64_t D, const scalar_t* x, acc_t* out,
-                     int64_t ostride) {
-  for (int k = 0; k < n; ++k) out[k * ostride] = dot<scalar_t, acc_t>(x, rows + k * D, D);
+inline void rows_dot(const scalar_t* rows, int n, int64_t D, const scalar_t* x, acc_t* out) {
+  for (int k = 0; k < n; ++k) out[k] = dot<scalar_t, acc_t>(x, rows + k * D, D);
 }
 
 template <typename scalar_t, typename acc_t>
-inline void rows_axpy(const scalar_t* rows, int n, int64_t D, const acc_t* coef, int64_t cstride,
-                      acc_t* acc) {
+inline void rows_axpy(const scalar_t* rows, int n, int64_t D, const acc_t* coef, acc_t* acc) {
   for (int k = 0; k < n; ++k) {
-    const acc_t c = coef[k * cstride];
+    const acc_t c = coef[k];
     const scalar_t* row = rows + k * D;
     for (int64_t d = 0; d < D; ++d) acc[d] += c * static_cast<acc_t>(row[d]);
   }
@@ -63,10 +61,10 @@ inline void rows_axpy(const scalar_t* rows, int n, int64_t D, const acc_t* coef,
 
 // dst + k * dstride: n rows of dn values each.
 template <typename acc_t, typename scalar_t>
-inline void rows_scatter(acc_t* dst, int n, int64_t dstride, const acc_t* coef, int64_t cstride,
+inline void rows_scatter(acc_t* dst, int n, int64_t dstride, const acc_t* coef,
                          const scalar_t* src, int64_t dn) {
   for (int k = 0; k < n; ++k) {
-    const acc_t c = coef[k * cstride];
+    const acc_t c = coef[k];
     acc_t* row = dst + k * dstride;
     for (int64_t d = 0; d < dn; ++d) row[d] += c * static_cast<acc_t>(src[d]);
   }
@@ -99,8 +97,7 @@ PFO_ALWAYS_INLINE T hsum(const typename Vec<T, N>::type& v) {
 }
 
 template <typename T, int N>
-PFO_ALWAYS_INLINE void rows_dot_impl(const T* rows, int n, int64_t D, const T* x, T* out,
-                                     int64_t ostride) {
+PFO_ALWAYS_INLINE void rows_dot_impl(const T* rows, int n, int64_t D, const T* x, T* out) {
   using V = typename Vec<T, N>::type;
   const int64_t Dv = D - D % (2 * N);
   int k = 0;
@@ -131,10 +128,10 @@ PFO_ALWAYS_INLINE void rows_dot_impl(const T* rows, int n, int64_t D, const T* x
       s2 += r2[d] * x[d];
       s3 += r3[d] * x[d];
     }
-    out[(k + 0) * ostride] = s0;
-    out[(k + 1) * ostride] = s1;
-    out[(k + 2) * ostride] = s2;
-    out[(k + 3) * ostride] = s3;
+    out[k + 0] = s0;
+    out[k + 1] = s1;
+    out[k + 2] = s2;
+    out[k + 3] = s3;
   }
   for (; k < n; ++k) {
     const T* r0 = rows + k * D;
@@ -148,7 +145,7 @@ PFO_ALWAYS_INLINE void rows_dot_impl(const T* rows, int n, int64_t D, const T* x
     }
     T s0 = hsum<T, N>(a0 + b0);
     for (int64_t d = Dv; d < D; ++d) s0 += r0[d] * x[d];
-    out[k * ostride] = s0;
+    out[k] = s0;
   }
 }
 
@@ -156,11 +153,10 @@ PFO_ALWAYS_INLINE void rows_dot_impl(const T* rows, int n, int64_t D, const T* x
 // target of the wrapper they are inlined into.
 template <typename T>
 PFO_ALWAYS_INLINE void rows_axpy_impl(const T* rows, int n, int64_t D, const T* coef,
-                                      int64_t cstride, T* __restrict acc) {
+                                      T* __restrict acc) {
   int k = 0;
   for (; k + 4 <= n; k += 4) {
-    const T c0 = coef[(k + 0) * cstride], c1 = coef[(k + 1) * cstride];
-    const T c2 = coef[(k + 2) * cstride], c3 = coef[(k + 3) * cstride];
+    const T c0 = coef[k + 0], c1 = coef[k + 1], c2 = coef[k + 2], c3 = coef[k + 3];
     const T* __restrict r0 = rows + k * D;
     const T* __restrict r1 = r0 + D;
     const T* __restrict r2 = r1 + D;
@@ -168,7 +164,7 @@ PFO_ALWAYS_INLINE void rows_axpy_impl(const T* rows, int n, int64_t D, const T* 
     for (int64_t d = 0; d < D; ++d) acc[d] += (c0 * r0[d] + c1 * r1[d]) + (c2 * r2[d] + c3 * r3[d]);
   }
   for (; k < n; ++k) {
-    const T c0 = coef[k * cstride];
+    const T c0 = coef[k];
     const T* __restrict r0 = rows + k * D;
     for (int64_t d = 0; d < D; ++d) acc[d] += c0 * r0[d];
   }
@@ -176,9 +172,9 @@ PFO_ALWAYS_INLINE void rows_axpy_impl(const T* rows, int n, int64_t D, const T* 
 
 template <typename T>
 PFO_ALWAYS_INLINE void rows_scatter_impl(T* dst, int n, int64_t dstride, const T* coef,
-                                         int64_t cstride, const T* __restrict src, int64_t dn) {
+                                         const T* __restrict src, int64_t dn) {
   for (int k = 0; k < n; ++k) {
-    const T c = coef[k * cstride];
+    const T c = coef[k];
     T* __restrict row = dst + k * dstride;
     for (int64_t d = 0; d < dn; ++d) row[d] += c * src[d];
   }
@@ -207,17 +203,15 @@ inline Isa isa() {
 // One wrapper per (type, instruction set); the *_impl bodies are inlined into each.
 // Lanes per vector: 128-bit base (SSE2/NEON), 256-bit AVX2, 512-bit AVX-512.
 #define PFO_CORR_VEC_WRAPPERS(T, SUFFIX, ATTR, LANES)                                          \
-  ATTR inline void rows_dot_##SUFFIX(const T* rows, int n, int64_t D, const T* x, T* out,      \
-                                     int64_t ostride) {                                        \
-    rows_dot_impl<T, LANES>(rows, n, D, x, out, ostride);                                      \
+  ATTR inline void rows_dot_##SUFFIX(const T* rows, int n, int64_t D, const T* x, T* out) {    \
+    rows_dot_impl<T, LANES>(rows, n, D, x, out);                                               \
   }                                                                                            \
-  ATTR inline void rows_axpy_##SUFFIX(const T* rows, int n, int64_t D, const T* coef,          \
-                                      int64_t cstride, T* acc) {                               \
-    rows_axpy_impl<T>(rows, n, D, coef, cstride, acc);                                         \
+  ATTR inline void rows_axpy_##SUFFIX(const T* rows, int n, int64_t D, const T* coef, T* acc) { \
+    rows_axpy_impl<T>(rows, n, D, coef, acc);                                                  \
   }                                                                                            \
   ATTR inline void rows_scatter_##SUFFIX(T* dst, int n, int64_t dstride, const T* coef,        \
-                                         int64_t cstride, const T* src, int64_t dn) {          \
-    rows_scatter_impl<T>(dst, n, dstride, coef, cstride, src, dn);                             \
+                                         const T* src, int64_t dn) {                           \
+    rows_scatter_impl<T>(dst, n, dstride, coef, src, dn);                                      \
   }
 
 PFO_CORR_VEC_WRAPPERS(float, f32_base, , 16 / sizeof(float))
@@ -242,29 +236,25 @@ PFO_CORR_VEC_WRAPPERS(double, f64_avx512, __attribute__((target("avx512f"))), 64
 
 // ---- float / double overloads (preferred over the generic templates) --------
 
-inline void rows_dot(const float* rows, int n, int64_t D, const float* x, float* out,
-                     int64_t ostride) {
-  PFO_CORR_VEC_DISPATCH(rows_dot, f32, rows, n, D, x, out, ostride)
+inline void rows_dot(const float* rows, int n, int64_t D, const float* x, float* out) {
+  PFO_CORR_VEC_DISPATCH(rows_dot, f32, rows, n, D, x, out)
 }
-inline void rows_dot(const double* rows, int n, int64_t D, const double* x, double* out,
-                     int64_t ostride) {
-  PFO_CORR_VEC_DISPATCH(rows_dot, f64, rows, n, D, x, out, ostride)
+inline void rows_dot(const double* rows, int n, int64_t D, const double* x, double* out) {
+  PFO_CORR_VEC_DISPATCH(rows_dot, f64, rows, n, D, x, out)
 }
-inline void rows_axpy(const float* rows, int n, int64_t D, const float* coef, int64_t cstride,
-                      float* acc) {
-  PFO_CORR_VEC_DISPATCH(rows_axpy, f32, rows, n, D, coef, cstride, acc)
+inline void rows_axpy(const float* rows, int n, int64_t D, const float* coef, float* acc) {
+  PFO_CORR_VEC_DISPATCH(rows_axpy, f32, rows, n, D, coef, acc)
 }
-inline void rows_axpy(const double* rows, int n, int64_t D, const double* coef, int64_t cstride,
-                      double* acc) {
-  PFO_CORR_VEC_DISPATCH(rows_axpy, f64, rows, n, D, coef, cstride, acc)
+inline void rows_axpy(const double* rows, int n, int64_t D, const double* coef, double* acc) {
+  PFO_CORR_VEC_DISPATCH(rows_axpy, f64, rows, n, D, coef, acc)
 }
-inline void rows_scatter(float* dst, int n, int64_t dstride, const float* coef, int64_t cstride,
-                         const float* src, int64_t dn) {
-  PFO_CORR_VEC_DISPATCH(rows_scatter, f32, dst, n, dstride, coef, cstride, src, dn)
+inline void rows_scatter(float* dst, int n, int64_t dstride, const float* coef, const float* src,
+                         int64_t dn) {
+  PFO_CORR_VEC_DISPATCH(rows_scatter, f32, dst, n, dstride, coef, src, dn)
 }
 inline void rows_scatter(double* dst, int n, int64_t dstride, const double* coef,
-                         int64_t cstride, const double* src, int64_t dn) {
-  PFO_CORR_VEC_DISPATCH(rows_scatter, f64, dst, n, dstride, coef, cstride, src, dn)
+                         const double* src, int64_t dn) {
+  PFO_CORR_VEC_DISPATCH(rows_scatter, f64, dst, n, dstride, coef, src, dn)
 }
 
 #undef PFO_CORR_VEC_DISPATCH

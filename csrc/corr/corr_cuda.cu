@@ -185,7 +185,7 @@ __global__ void onthefly_backward_kernel(
         for (int v = p.v_lo; v < p.v_hi; ++v) {
           for (int u = p.u_lo; u < p.u_hi; ++u) {
             const int64_t corner = ((p.Y0 + v) * w + p.X0 + u) * D + d;
-            const acc_t c = coef[u * S + v];
+            const acc_t c = coef[v * S + u];
             sum += c * static_cast<acc_t>(fmap2[corner]);
             atomicAdd(gmap2 + corner, c * f1d);  // grad_fmap2: shared by many queries
           }

@@ -10,6 +10,11 @@
 //   4. window_coef (the VJP w.r.t. the corners, a gather over the samples that
 //      touch each corner) and window_grad_coords (the VJP w.r.t. cx, cy).
 // Every helper works on one query, so kernels are plain loops over queries.
+//
+// Patch layout: the contract's P[u][v] (corner X = x0 - r + u, Y = y0 - r + v)
+// is stored at P[v * S + u], i.e. row by row of the map, so that filling a patch
+// row is a contiguous copy of a map row (and, on the fly, one [n, D] block of
+// dot products). coef uses the same layout.
 #pragma once
 
 #include <cmath>
@@ -150,17 +155,25 @@ PFO_INLINE void zero_patch(acc_t* P, int r) {
 
 // ---- forward ---------------------------------------------------------------
 
-// P[u * S + v] = map[Y, X] (map: one query's h x w correlation map, row-major),
+// P[v * S + u] = map[Y, X] (map: one query's h x w correlation map, row-major),
 // zero outside the map.
 template <typename scalar_t, typename acc_t>
 PFO_INLINE void fill_patch(const scalar_t* map, int64_t h, int64_t w, const Bilinear<acc_t>& s,
                            int r, acc_t* P) {
   const int S = 2 * r + 2;
   const PatchRange p = patch_range(s, r, h, w);
+  if (p.u_lo == 0 && p.u_hi == S && p.v_lo == 0 && p.v_hi == S) {
+    // Whole patch inside the map (the common case): a plain copy of S rows.
+    const scalar_t* row = map + p.Y0 * w + p.X0;
+    for (int v = 0; v < S; ++v, row += w) {
+      for (int u = 0; u < S; ++u) P[v * S + u] = static_cast<acc_t>(row[u]);
+    }
+    return;
+  }
   zero_patch(P, r);
   for (int v = p.v_lo; v < p.v_hi; ++v) {
     const int64_t base = (p.Y0 + v) * w + p.X0;  // index of (Y, X0); base + u is in bounds
-    for (int u = p.u_lo; u < p.u_hi; ++u) P[u * S + v] = static_cast<acc_t>(map[base + u]);
+    for (int u = p.u_lo; u < p.u_hi; ++u) P[v * S + u] = static_cast<acc_t>(map[base + u]);
   }
 }
 
@@ -173,7 +186,7 @@ PFO_INLINE acc_t dot(const scalar_t* a, const scalar_t* b, int64_t n) {
   return sum;
 }
 
-// On-the-fly patch: P[u * S + v] = <f1, fmap2[Y, X, :]> for in-bounds corners.
+// On-the-fly patch: P[v * S + u] = <f1, fmap2[Y, X, :]> for in-bounds corners.
 // f1: the query's D features; fmap2: one level of one batch item, [h, w, D].
 template <typename scalar_t, typename acc_t>
 PFO_INLINE void fill_patch_dot(const scalar_t* f1, const scalar_t* fmap2, int64_t h, int64_t w,
@@ -184,7 +197,7 @@ PFO_INLINE void fill_patch_dot(const scalar_t* f1, const scalar_t* fmap2, int64_
   for (int v = p.v_lo; v < p.v_hi; ++v) {
     for (int u = p.u_lo; u < p.u_hi; ++u) {
       const scalar_t* f2 = fmap2 + ((p.Y0 + v) * w + (p.X0 + u)) * D;
-      P[u * S + v] = dot<scalar_t, acc_t>(f1, f2, D);
+      P[v * S + u] = dot<scalar_t, acc_t>(f1, f2, D);
     }
   }
 }
@@ -204,8 +217,9 @@ PFO_INLINE void window_forward(const Bilinear<acc_t>& s, const acc_t* P, int r, 
   const acc_t w00 = gx * gy, w10 = s.fx * gy, w01 = gx * s.fy, w11 = s.fx * s.fy;
   for (int a = 0; a < n; ++a) {
     for (int c = 0; c < n; ++c) {
-      const acc_t* p = P + a * S + c;  // p[0] = P[a][c], p[S] = P[a+1][c], p[1] = P[a][c+1]
-      const acc_t val = w00 * p[0] + w10 * p[S] + w01 * p[1] + w11 * p[S + 1];
+      // p[0] = P[a][c], p[1] = P[a+1][c], p[S] = P[a][c+1], p[S+1] = P[a+1][c+1]
+      const acc_t* p = P + c * S + a;
+      const acc_t val = w00 * p[0] + w10 * p[1] + w01 * p[S] + w11 * p[S + 1];
       out[(a * n + c) * stride] = static_cast<out_t>(val);
     }
   }
@@ -213,28 +227,34 @@ PFO_INLINE void window_forward(const Bilinear<acc_t>& s, const acc_t* P, int r, 
 
 // ---- backward (vector-Jacobian products) -------------------------------------
 
-// Corner coefficients: coef[u * S + v] = d(sum_{a,c} g(a,c) sample(a,c)) / dP[u][v],
-// i.e. the sum over the (up to 4) samples that use corner (u, v) of g times that
-// sample's bilinear weight. g(a, c) = g[(a * (2r+1) + c) * gstride].
-// All zero for non-finite coords (NaN must not leak into the map gradients).
-// The sum is formed in a local array; the caller stores it (no global read-modify-write).
+// Corner coefficients: coef[v * S + u] = d(sum_{a,c} g(a,c) sample(a,c)) / dP[u][v],
+// a gather over the (up to 4) samples that use corner (u, v):
+//   coef(u, v) = w00 g(u, v) + w10 g(u-1, v) + w01 g(u, v-1) + w11 g(u-1, v-1)
+// with g(a, c) = g[(a * (2r+1) + c) * gstride] inside the window and 0 outside
+// (the zero border of G). All zero for non-finite coords (NaN must not leak
+// into the map gradients). The caller stores coef: no read-modify-write.
 template <typename acc_t, typename g_t>
 PFO_INLINE void window_coef(const Bilinear<acc_t>& s, int r, const g_t* g, int64_t gstride,
                             acc_t* coef) {
   const int S = 2 * r + 2;
   const int n = 2 * r + 1;
-  zero_patch(coef, r);
-  if (!s.finite) return;
+  if (!s.finite) {
+    zero_patch(coef, r);
+    return;
+  }
+  const int Sp = S + 1;  // G[(c + 1) * Sp + (a + 1)] = g(a, c), one zero row/column each side
+  acc_t G[(kMaxSide + 1) * (kMaxSide + 1)];
+  for (int k = 0; k < Sp * Sp; ++k) G[k] = acc_t(0);
+  for (int a = 0; a < n; ++a) {
+    for (int c = 0; c < n; ++c) G[(c + 1) * Sp + a + 1] = static_cast<acc_t>(g[(a * n + c) * gstride]);
+  }
   const acc_t gx = acc_t(1) - s.fx, gy = acc_t(1) - s.fy;
   const acc_t w00 = gx * gy, w10 = s.fx * gy, w01 = gx * s.fy, w11 = s.fx * s.fy;
-  for (int a = 0; a < n; ++a) {
-    for (int c = 0; c < n; ++c) {
-      const acc_t gv = static_cast<acc_t>(g[(a * n + c) * gstride]);
-      acc_t* q = coef + a * S + c;
-      q[0] += w00 * gv;
-      q[S] += w10 * gv;
-      q[1] += w01 * gv;
-      q[S + 1] += w11 * gv;
+  for (int v = 0; v < S; ++v) {
+    for (int u = 0; u < S; ++u) {
+      // t[Sp + 1] = g(u, v), t[Sp] = g(u-1, v), t[1] = g(u, v-1), t[0] = g(u-1, v-1)
+      const acc_t* t = G + v * Sp + u;
+      coef[v * S + u] = w00 * t[Sp + 1] + w10 * t[Sp] + w01 * t[1] + w11 * t[0];
     }
   }
 }
@@ -256,9 +276,11 @@ PFO_INLINE void window_grad_coords(const Bilinear<acc_t>& s, const acc_t* P, int
   for (int a = 0; a < n; ++a) {
     for (int c = 0; c < n; ++c) {
       const acc_t gv = static_cast<acc_t>(g[(a * n + c) * gstride]);
-      const acc_t* p = P + a * S + c;
-      sx += gv * (gy * (p[S] - p[0]) + s.fy * (p[S + 1] - p[1]));
-      sy += gv * (gx * (p[1] - p[0]) + s.fx * (p[S + 1] - p[S]));
+      const acc_t* p = P + c * S + a;  // p[0] = P[a][c], p[1] = P[a+1][c], p[S] = P[a][c+1]
+      // d/dcx = (1-fy)(P[a+1][c] - P[a][c]) + fy (P[a+1][c+1] - P[a][c+1])
+      sx += gv * (gy * (p[1] - p[0]) + s.fy * (p[S + 1] - p[S]));
+      // d/dcy = (1-fx)(P[a][c+1] - P[a][c]) + fx (P[a+1][c+1] - P[a+1][c])
+      sy += gv * (gx * (p[S] - p[0]) + s.fx * (p[S + 1] - p[1]));
     }
   }
   *dcx = sx;
@@ -274,7 +296,7 @@ PFO_INLINE void store_patch(const Bilinear<acc_t>& s, int r, const acc_t* coef, 
   const PatchRange p = patch_range(s, r, h, w);
   for (int v = p.v_lo; v < p.v_hi; ++v) {
     const int64_t base = (p.Y0 + v) * w + p.X0;
-    for (int u = p.u_lo; u < p.u_hi; ++u) map[base + u] = static_cast<scalar_t>(coef[u * S + v]);
+    for (int u = p.u_lo; u < p.u_hi; ++u) map[base + u] = static_cast<scalar_t>(coef[v * S + u]);
   }
 }
 

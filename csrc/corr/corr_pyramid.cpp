@@ -41,11 +41,12 @@ std::vector<at::Tensor> corr_pyramid(const at::Tensor& fmap1, const at::Tensor& 
                   " cannot make ", num_levels, " levels (each level halves it, floor; the last must keep 1 pixel)");
   TORCH_SYM_CHECK(W.sym_ge(min_side), op, ": a feature map of width ", W,
                   " cannot make ", num_levels, " levels (each level halves it, floor; the last must keep 1 pixel)");
-  const at::Tensor f1 = fmap1.reshape_symint({B, D, H * W}).transpose(1, 2);  // [B, HW, D]
-  const at::Tensor f2 = fmap2.reshape_symint({B, D, H * W});                  // [B, D, HW]
-  // Same scaling as the reference: divide by sqrt(D) as a Python float would.
+  // Scale fmap1 (O(HWD)) rather than the product (O((HW)^2)): dividing the
+  // volume would hold an unscaled copy of it, a third more peak memory.
   const double scale = std::sqrt(static_cast<double>(D.guard_int(__FILE__, __LINE__)));
-  at::Tensor level = at::matmul(f1, f2).div(scale);
+  const at::Tensor f1 = fmap1.div(scale).reshape_symint({B, D, H * W}).transpose(1, 2);  // [B, HW, D]
+  const at::Tensor f2 = fmap2.reshape_symint({B, D, H * W});                             // [B, D, HW]
+  at::Tensor level = at::matmul(f1, f2);
   level = level.reshape_symint({B * H * W, 1, H, W});
   std::vector<at::Tensor> pyramid;
   pyramid.reserve(static_cast<size_t>(num_levels));
