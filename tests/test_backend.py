@@ -89,3 +89,8 @@ def test_triton_needs_gpu_or_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert _backend._BACKENDS["triton"].unavailable() is None
     assert _backend._BACKENDS["triton"].reject("cpu", torch.float32) is None
+
+
+def test_non_float_tensors_are_rejected_with_the_dtype():
+    with pytest.raises(pyflowops.BackendUnavailableError, match=r"floating-point tensors only, got torch.int32"):
+        _backend.select_backend("my_op", [torch.zeros(1, dtype=torch.int32)], backend="cpu")

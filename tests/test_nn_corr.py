@@ -104,3 +104,10 @@ def test_torch_compile_fullgraph(block, features):
     assert_close(out, eager)
     out.sum().backward()
     assert model.head.weight.grad is not None and model.head.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("block", [CorrBlock, AlternateCorrBlock])
+def test_bad_radius_is_caught_at_construction(block, features):
+    fmap1, fmap2, _ = features
+    with pytest.raises(ValueError, match=r"radius must be in \[0, 8\], got 9"):
+        block(fmap1, fmap2, num_levels=2, radius=9)

@@ -49,6 +49,7 @@ class CorrBlock:
         self.num_levels = num_levels
         self.radius = radius
         self.backend = backend
+        corr_ops.check_int("radius", radius, 0, corr_ops.MAX_RADIUS)  # fail before the O((HW)^2) build
         self.corr_pyramid = corr_ops.corr_pyramid(fmap1, fmap2, num_levels, backend=backend)
 
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
@@ -88,6 +89,7 @@ class AlternateCorrBlock:
         backend: str | None = None,
     ) -> None:
         corr_ops._check_fmaps(fmap1, fmap2, num_levels)
+        corr_ops.check_int("radius", radius, 0, corr_ops.MAX_RADIUS)
         self.num_levels = num_levels
         self.radius = radius
         self.backend = backend
@@ -98,7 +100,6 @@ class AlternateCorrBlock:
         """coords [B, 2, H, W] (x, y) -> [B, L*(2r+1)^2, H, W]."""
         batch, _, height, width = self.fmap1.shape
         corr_ops._check_coords(coords, batch, height, width, self.fmap1, "fmap1")
-        corr_ops.check_int("radius", self.radius, 0, corr_ops.MAX_RADIUS)
         name = _backend.select_backend("corr_lookup_onthefly", [coords], self.backend)
         if name == "torch":
             return reference.corr_lookup_onthefly(self.fmap1, self.fmap2, coords, self.radius, self.num_levels)
