@@ -28,6 +28,33 @@ TORCH_LIBRARY(pyflowops, m) {
   m.def(
       "corr_lookup_onthefly_backward(Tensor grad_out, Tensor fmap1, "
       "Tensor[] fmap2_levels, Tensor coords, int radius) -> (Tensor, Tensor[], Tensor)");
+
+  // ---- Sobel-gradient regularization (csrc/gradreg) ------------------------------
+  // Semantics: docs/gradreg_kernel_contract.md. operator: "sobel" | "diff"; order 1
+  // (dx, dy) or 2 (dxx, dxy, dyy; "diff" only); replicate padding throughout.
+  // x: [B, C, H, W] -> [B, C, K, H, W], K = 2 (order 1) or 3 (order 2).
+  m.def("spatial_gradient(Tensor x, str operator, int order, bool normalized) -> Tensor");
+  // grad_out: [B, C, K, H, W] -> grad_x [B, C, H, W] (the op is linear: x is not needed).
+  m.def(
+      "spatial_gradient_backward(Tensor grad_out, str operator, int order, bool normalized) "
+      "-> Tensor");
+  // flow [B, 2, H, W], image [B, C, H, W], mask [B, 1, H, W] (bool or flow's dtype),
+  // target [B, 2, H, W]. Returns (loss, weight): loss is [B, H, W] for reduction "none",
+  // else a 0-dim tensor; weight is the per-pixel w [B, H, W] in the opmath dtype when
+  // save_weight and an image is given (the backward reads it), else an empty [0] tensor.
+  m.def(
+      "gradient_regularization(Tensor flow, Tensor? image, Tensor? mask, Tensor? target, "
+      "str operator, int order, str penalty, float eps, float edge_weight, "
+      "float? textureless_threshold, str reduction, bool save_weight) -> (Tensor, Tensor)");
+  // grad_loss: [B, H, W] ("none") or 0-dim. weight: the forward's weight (image given),
+  // else None and mask (or None: w = 1). Returns grad_flow [B, 2, H, W]
+  // (grad_target = -grad_flow).
+  m.def(
+      "gradient_regularization_backward(Tensor grad_loss, Tensor flow, Tensor? target, "
+      "Tensor? weight, Tensor? mask, str operator, int order, str penalty, float eps, "
+      "str reduction) -> Tensor");
+  // image [B, C, H, W] -> [B, 1, H, W] bool: edge strength e < threshold.
+  m.def("textureless_mask(Tensor image, float threshold, str operator) -> Tensor");
 }
 
 PYBIND11_MODULE(_C, module) {

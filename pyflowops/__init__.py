@@ -13,6 +13,7 @@ from pyflowops._backend import (
     use_backend,
 )
 from pyflowops.ops.corr import corr_lookup, corr_lookup_onthefly, corr_pyramid
+from pyflowops.ops.gradreg import gradient_regularization, spatial_gradient, textureless_mask
 
 __version__ = "0.1.0"
 
@@ -23,5 +24,8 @@ __all__ = [
     "corr_lookup",
     "corr_lookup_onthefly",
     "corr_pyramid",
+    "gradient_regularization",
+    "spatial_gradient",
+    "textureless_mask",
     "use_backend",
 ]
