@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks (``benchmarks/test_corr.py``) and the demo.
+"""Helpers shared by the benchmarks (``benchmarks/test_corr.py``, ``benchmarks/test_gradreg.py``) and the demo.
 
 * inputs: RAFT-shaped feature maps and lookup coordinates;
 * peak memory of a callable (CPU: the kernel's peak-RSS counter, CUDA: the
@@ -6,6 +6,7 @@
 * memory estimates, so that a configuration that cannot fit is skipped with a
   reason instead of taking the machine down (the all-pairs pyramid of a 2048^2
   image is ~21 GiB per sample);
+* the device's copy bandwidth (for the memory-bandwidth floor of a case);
 * a description of the machine for the report.
 
 Environment knobs (all optional):
@@ -18,7 +19,9 @@ Environment knobs (all optional):
 * ``PYFLOWOPS_BENCH_DEVICES``: comma list of devices to benchmark (default: cpu, plus cuda
   when a GPU is present);
 * ``PYFLOWOPS_BENCH_IDLE_WAIT_S``: seconds (whole session, default 180) the benchmarks may
-  spend waiting for other processes to leave the CPU before a case starts (0: never wait).
+  spend waiting for other processes to leave the CPU before a case starts (0: never wait);
+* ``PYFLOWOPS_BENCH_GRADREG_SIZES``: comma list of image sides for ``test_gradreg.py``
+  (overrides the sweep, e.g. ``64,128`` for a smoke test).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import datetime as _dt
 import gc
+import math
 import os
 import platform
 import time
@@ -47,6 +51,7 @@ __all__ = [
     "CpuContention",
     "PeakMemory",
     "bench_targets",
+    "copy_bandwidth",
     "coords_sequence",
     "wait_for_idle",
     "estimate_bytes",
@@ -385,6 +390,52 @@ def wait_for_idle(max_wait_s: float = 15.0, threshold: float = 0.1, window_s: fl
 # (case name, other-process CPU share) of every benchmark run in this process.
 CONTENTION: list[tuple[str, float | None]] = []
 CONTENDED = 0.25  # above this share the case's time is flagged as inflated
+
+
+# ---------------------------------------------------------------------------
+# copy bandwidth
+# ---------------------------------------------------------------------------
+
+# device -> {"bytes_per_s", "buffer_bytes", "best_s", "repeats", "other_cpu_load"}: measured once per
+# session by copy_bandwidth(); benchmarks/conftest.py writes it into the pytest-benchmark JSON.
+BANDWIDTH: dict[str, dict[str, Any]] = {}
+
+
+def copy_bandwidth(device: str = "cpu") -> float:
+    """Bytes per second a large contiguous ``copy_`` moves on ``device`` (read + write counted), best of a few.
+
+    The reference for a case's memory-bandwidth floor (bytes it must move / this).
+    CPU: 256 MiB float32 copied 10 times with torch's threads; CUDA: 1 GiB, 20 times.
+    Measured once per device and session (cached in :data:`BANDWIDTH`).
+    """
+    if device in BANDWIDTH:
+        return BANDWIDTH[device]["bytes_per_s"]
+    nbytes, repeats = (256 * MIB, 10) if device == "cpu" else (GIB, 20)
+    if device == "cpu":
+        wait_for_idle()
+    src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # fault the pages in
+    synchronize(device)
+    load = CpuContention()
+    load.start()
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    del src, dst
+    bandwidth = 2 * nbytes / best
+    BANDWIDTH[device] = {
+        "bytes_per_s": bandwidth,
+        "buffer_bytes": nbytes,
+        "best_s": best,
+        "repeats": repeats,
+        "threads": torch.get_num_threads(),
+        "other_cpu_load": load.stop(),
+    }
+    return bandwidth
 
 
 # ---------------------------------------------------------------------------

@@ -20,7 +20,8 @@ def pytest_configure(config):
     _START = time.time()
     _LOAD_AT_START = os.getloadavg()  # other work on the machine skews timings: the report says so
     path = config.getoption("benchmark_json", default=None)
-    if path:  # any other --benchmark-json folder too
+    path = getattr(path, "name", path)  # pytest-benchmark < 5.3 gives an open file, 5.3 its path
+    if isinstance(path, (str, os.PathLike)):  # any other --benchmark-json folder too
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -51,6 +52,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
             t.device: _measure.memory_budget_bytes(t.device) for t in _measure.bench_targets()
         },
         "ram_bytes": _measure.total_memory_bytes("cpu"),
+        "copy_bandwidth": dict(_measure.BANDWIDTH),  # device -> copy_ bandwidth (test_gradreg's floors)
         "session_wall_s": time.time() - _START,
         "load_average_start": list(_LOAD_AT_START),
         "load_average_end": list(os.getloadavg()),

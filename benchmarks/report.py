@@ -77,7 +77,7 @@ def load(path: Path) -> tuple[list[Row], dict[str, Any], dict[str, Any]]:
     rows = []
     for bench in data.get("benchmarks", []):
         info, stats = bench.get("extra_info", {}), bench["stats"]
-        if "family" not in info:
+        if info.get("family") not in FAMILIES:  # other families (gradreg) have their own report module
             continue
         rows.append(
             Row(
@@ -97,6 +97,8 @@ def load(path: Path) -> tuple[list[Row], dict[str, Any], dict[str, Any]]:
             )
         )
     for skip in extra.get("skipped", []):
+        if skip.get("family") not in FAMILIES:
+            continue
         rows.append(
             Row(
                 family=skip["family"],
@@ -506,6 +508,20 @@ def render(rows: list[Row], extra: dict[str, Any], data: dict[str, Any], out: Pa
         "",
         *machine_lines(extra, data),
         "",
+    ]
+    if rows:
+        doc += _corr_sections(index, rows, extra, ram, mem_png, time_png, have_mem, have_time, contended)
+    from benchmarks import report_gradreg  # imported here: it imports this module's formatting helpers
+
+    doc += report_gradreg.section(data, out)
+    text = "\n".join(doc)
+    out.write_text(text)
+    return text
+
+
+def _corr_sections(index: Index, rows: list[Row], extra: dict[str, Any], ram: int, mem_png: Path, time_png: Path,
+                   have_mem: bool, have_time: bool, contended: list[Row]) -> list[str]:
+    doc = [
         "Setup: features [B, 256, H/8, W/8] float32 (random), 4 pyramid levels, radius 4, lookup coords = "
         "pixel grid + random flow of a few pixels (moving slightly at each of RAFT's 12 iterations). "
         "Peak memory is the extra memory of one call above what was allocated before it "
@@ -555,9 +571,7 @@ def render(rows: list[Row], extra: dict[str, Any], data: dict[str, Any], out: Pa
             ]
         if have_time:
             doc += [f"![time vs resolution]({time_png.name})", ""]
-    text = "\n".join(doc)
-    out.write_text(text)
-    return text
+    return doc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -569,11 +583,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.results} does not exist: run `python -m pytest benchmarks "
                      f"--benchmark-json={args.results}` first")
     rows, extra, data = load(args.results)
-    if not rows:
+    from benchmarks import report_gradreg
+
+    gradreg_rows = report_gradreg.load(data)
+    if not rows and not gradreg_rows:
         parser.error(f"{args.results} holds no pyflowops benchmark results")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     render(rows, extra, data, args.out)
-    print(f"wrote {args.out} ({sum(r.ran for r in rows)} measured, {sum(not r.ran for r in rows)} not run)")
+    everything = [*rows, *gradreg_rows]
+    print(f"wrote {args.out} ({sum(r.ran for r in everything)} measured, {sum(not r.ran for r in everything)} not run)")
     return 0
 
 

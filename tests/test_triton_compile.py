@@ -23,69 +23,147 @@ from pathlib import Path
 
 import pytest
 
-CORR_MODULE = "pyflowops.triton.corr"
-FEATURE_DIM = 256  # D of the on-the-fly kernels (RAFT's feature width): sets their tile sizes
-WINDOW_KERNELS = ("_corr_window_fwd_kernel", "_corr_window_grad_coords_kernel", "_corr_window_coef_kernel")
-PATCH_KERNELS = ("_corr_patch_kernel", "_corr_onthefly_grad_kernel")
-# The whole arch x dtype x radius product takes about 60 s of CPU; by default the other dtypes
-# (every kernel's code depends on the dtype) are compiled for sm_90 only. PYFLOWOPS_AOT_FULL=1: all of it.
 FULL_MATRIX = os.environ.get("PYFLOWOPS_AOT_FULL") == "1"
-
-
-def _variants() -> list[tuple[str, bool | None]]:
-    """(kernel, PATCH) of every compiled variant; PATCH is None for kernels without that switch."""
-    return [(k, patch) for k in WINDOW_KERNELS for patch in (False, True)] + [(k, None) for k in PATCH_KERNELS]
-
-
-def _variant_name(kernel: str, patch: bool | None) -> str:
-    return kernel if patch is None else f"{kernel}[patch={int(patch)}]"
-
-
-def _cases() -> list[dict]:
-    """float32: sm_80 and sm_90 at r = 0 and 4; float16/bfloat16/float64: sm_90 at r = 4, and r = 0
-    for the on-the-fly kernels (whose r = 0 tile differs); float32 sm_90 at r = 8 once."""
-    grid = [(arch, "float32", r) for arch in (80, 90) for r in (0, 4)]
-    for dtype in ("float16", "bfloat16", "float64"):
-        grid += [(arch, dtype, r) for arch in ((80, 90) if FULL_MATRIX else (90,)) for r in (0, 4)]
-    grid.append((90, "float32", 8))
-    cases = [
-        {"arch": arch, "dtype": dtype, "radius": radius, "kernel": k, "patch": p}
-        for arch, dtype, radius in grid
-        for k, p in _variants()
-        if FULL_MATRIX or radius != 0 or dtype == "float32" or p is None
-    ]
-    for c in cases:
-        c["id"] = f"sm{c['arch']}-{c['dtype']}-r{c['radius']}-{_variant_name(c['kernel'], c['patch'])}"
-    return cases
-
-
-CASES = _cases()
-
-
-# --------------------------------------------------------------------------- worker (runs without the interpreter)
-
 _PTX_TYPES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float64": "fp64"}
 
 
-def _pointer_types(case: dict) -> dict[str, str]:
-    """Element type of every pointer argument, as the launchers in corr.py pass them."""
-    t = _PTX_TYPES[case["dtype"]]
-    acc = "fp64" if case["dtype"] == "float64" else "fp32"
-    src = acc if case["patch"] else t  # window kernels: PATCH reads/writes the acc-dtype patch
-    return {
-        "src_ptr": src,
-        "gsrc_ptr": src,
-        "coords_ptr": t,
-        "out_ptr": t,
-        "gout_ptr": t,
-        "gcoords_ptr": acc,
-        "f1_ptr": t,
-        "f2_ptr": t,
-        "patch_ptr": acc,
-        "coef_ptr": acc,
-        "gf1_ptr": acc,
-        "gf2_ptr": acc,
-    }
+def _acc(dtype: str) -> str:
+    return "fp64" if dtype == "float64" else "fp32"
+
+
+# --------------------------------------------------------------------------- the matrix
+# One entry per Triton module (MODULES, at the end of this section): ``cases()`` lists the
+# compiled variants as JSON-able dicts (module, kernel, arch, dtype, the module's own keys,
+# id, cost: the slow compiles are dealt out first), and ``launch(module, case)`` says what a
+# launch from that module's launchers passes: the constexprs, num_warps, the element type of
+# every pointer argument, the type of the other scalars (default i32) and the arguments that
+# get a 16-divisibility hint. Every kernel's code depends on the dtype; by default the
+# non-float32 dtypes compile for sm_90 only. PYFLOWOPS_AOT_FULL=1: all of the product.
+
+
+def _dtype_grid() -> list[tuple[int, str]]:
+    """(arch, dtype): float32 on sm_80 and sm_90, the other dtypes on sm_90 (FULL_MATRIX: both)."""
+    grid = [(arch, "float32") for arch in (80, 90)]
+    for dtype in ("float16", "bfloat16", "float64"):
+        grid += [(arch, dtype) for arch in ((80, 90) if FULL_MATRIX else (90,))]
+    return grid
+
+
+# ---- corr: window kernels x PATCH, on-the-fly kernels; by the window radius
+CORR_FEATURE_DIM = 256  # D of the on-the-fly kernels (RAFT's feature width): sets their tile sizes
+CORR_WINDOW_KERNELS = ("_corr_window_fwd_kernel", "_corr_window_grad_coords_kernel", "_corr_window_coef_kernel")
+CORR_PATCH_KERNELS = ("_corr_patch_kernel", "_corr_onthefly_grad_kernel")
+
+
+def _corr_cases() -> list[dict]:
+    """float32: sm_80 and sm_90 at r = 0 and 4; float16/bfloat16/float64: sm_90 at r = 4, and r = 0
+    for the on-the-fly kernels (whose r = 0 tile differs); float32 sm_90 at r = 8 once. About 60 s of CPU."""
+    variants = [(k, patch) for k in CORR_WINDOW_KERNELS for patch in (False, True)]
+    variants += [(k, None) for k in CORR_PATCH_KERNELS]  # PATCH is None: no such switch
+    grid = [(arch, dtype, r) for arch, dtype in _dtype_grid() for r in (0, 4)] + [(90, "float32", 8)]
+    cases = []
+    for arch, dtype, radius in grid:
+        for kernel, patch in variants:
+            if FULL_MATRIX or radius != 0 or dtype == "float32" or patch is None:
+                name = kernel if patch is None else f"{kernel}[patch={int(patch)}]"
+                cases.append({
+                    "module": "pyflowops.triton.corr", "kernel": kernel, "arch": arch, "dtype": dtype,
+                    "radius": radius, "patch": patch, "id": f"sm{arch}-{dtype}-r{radius}-{name}", "cost": radius,
+                })  # fmt: skip
+    return cases
+
+
+def _corr_launch(module, case: dict) -> tuple[dict, int, dict[str, str], dict[str, str], set[str]]:
+    """As corr.py's launchers: the window kernels run PATCH on the acc-dtype patch."""
+    fp64 = case["dtype"] == "float64"
+    if case["patch"] is None:
+        blocks = module._patch_blocks(case["radius"], CORR_FEATURE_DIM)
+        warps = blocks.pop("num_warps")
+        consts = {"RADIUS": case["radius"], "FP64": fp64, **blocks}
+    else:
+        warps = module._WINDOW_WARPS
+        consts = {"RADIUS": case["radius"], "PATCH": case["patch"], "FP64": fp64, "BLOCK_Q": module._BLOCK_Q}
+    t, acc = _PTX_TYPES[case["dtype"]], _acc(case["dtype"])
+    src = acc if case["patch"] else t
+    ptrs = {"src_ptr": src, "gsrc_ptr": src, "coords_ptr": t, "out_ptr": t, "gout_ptr": t, "gcoords_ptr": acc}
+    ptrs |= {"f1_ptr": t, "f2_ptr": t, "patch_ptr": acc, "coef_ptr": acc, "gf1_ptr": acc, "gf2_ptr": acc}
+    hinted = set(ptrs) | ({"D"} if CORR_FEATURE_DIM % 16 == 0 else set())
+    return consts, warps, ptrs, {"inv_scale": "fp32"}, hinted
+
+
+# ---- gradreg: per kernel, named constexpr variants; the first one compiles for every dtype
+_SOBEL, _DIFF2 = {"OP": 0, "ORDER": 1}, {"OP": 1, "ORDER": 2}
+GRADREG_VARIANTS = {
+    "_spatial_gradient_kernel": {"sobel": {**_SOBEL, "NORMALIZED": True}, "diff2": {**_DIFF2, "NORMALIZED": False}},
+    "_spatial_gradient_backward_kernel": {
+        "diff2": {**_DIFF2, "NORMALIZED": True},
+        "sobel": {**_SOBEL, "NORMALIZED": False},
+    },
+    "_gradreg_forward_kernel": {  # everything on, tile sums; only the loss map
+        "sobel-charb-all": {
+            **_SOBEL, "PENALTY": 1, "HAS_TARGET": True, "HAS_MASK": True, "EDGE": True, "THRESH": True,
+            "LOSS_MAP": False, "SAVE_W": True,
+        },
+        "diff2-l1-map": {
+            **_DIFF2, "PENALTY": 0, "HAS_TARGET": False, "HAS_MASK": False, "EDGE": False, "THRESH": False,
+            "LOSS_MAP": True, "SAVE_W": False,
+        },
+    },  # fmt: skip
+    "_gradreg_backward_kernel": {  # K = 3 with everything on (the most registers); edge-aware smoothness
+        "diff2-charb-all": {**_DIFF2, "PENALTY": 1, "HAS_TARGET": True, "HAS_W": True, "LOSS_MAP": True},
+        "sobel-charb-w": {**_SOBEL, "PENALTY": 1, "HAS_TARGET": False, "HAS_W": True, "LOSS_MAP": False},
+        "diff1-l2": {"OP": 1, "ORDER": 1, "PENALTY": 2, "HAS_TARGET": False, "HAS_W": False, "LOSS_MAP": False},
+    },
+    "_textureless_mask_kernel": {"sobel": {"OP": 0}},
+}
+
+
+def _gradreg_cases() -> list[dict]:
+    """The first variant of every kernel on the whole dtype grid, the others in float32 (sm_80 and
+    sm_90); H, W unhinted (any size). Once, the backward with H, W divisible by 16 (the
+    specialisation of a 1024 x 1024 launch). About 50 s of CPU."""
+
+    def case(kernel: str, arch: int, dtype: str, variant: str, hw16: bool = False) -> dict:
+        name = f"{variant}-hw16" if hw16 else variant
+        return {
+            "module": "pyflowops.triton.gradreg", "kernel": kernel, "arch": arch, "dtype": dtype,
+            "variant": variant, "hw16": hw16, "cost": 3 if kernel == "_gradreg_backward_kernel" else 1,
+            "id": f"gradreg-sm{arch}-{dtype}-{kernel}[{name}]",
+        }  # fmt: skip
+
+    cases = [
+        case(kernel, arch, dtype, variant)
+        for arch, dtype in _dtype_grid()
+        for kernel, variants in GRADREG_VARIANTS.items()
+        for n, variant in enumerate(variants)
+        if n == 0 or dtype == "float32" or FULL_MATRIX
+    ]
+    return cases + [case("_gradreg_backward_kernel", 90, "float32", "sobel-charb-w", hw16=True)]
+
+
+def _gradreg_launch(module, case: dict) -> tuple[dict, int, dict[str, str], dict[str, str], set[str]]:
+    """As gradreg.py's launchers: bool masks as uint8, weight and tile sums in the acc dtype."""
+    kernel = case["kernel"]
+    consts = dict(GRADREG_VARIANTS[kernel][case["variant"]], FP64=case["dtype"] == "float64")
+    blocks = dict(module._BLOCKS)
+    warps = blocks.pop("num_warps")
+    t, acc = _PTX_TYPES[case["dtype"]], _acc(case["dtype"])
+    out = {"_textureless_mask_kernel": "u8", "_gradreg_forward_kernel": t if consts.get("LOSS_MAP") else acc}
+    ptrs = {p: t for p in ("x_ptr", "gout_ptr", "gx_ptr", "flow_ptr", "target_ptr", "image_ptr", "gl_ptr", "gflow_ptr")}
+    ptrs |= {"out_ptr": out.get(kernel, t), "mask_ptr": "u8", "weight_ptr": acc, "w_ptr": acc}
+    floats = {f"{name}_{part}": "fp32" for name in ("eps", "edge", "thr") for part in ("hi", "lo")}
+    hinted = set(ptrs) | ({"H", "W"} if case["hw16"] else set())
+    return {**consts, **blocks}, warps, ptrs, floats, hinted
+
+
+MODULES = {  # import path -> (cases, launch)
+    "pyflowops.triton.corr": (_corr_cases, _corr_launch),
+    "pyflowops.triton.gradreg": (_gradreg_cases, _gradreg_launch),
+}
+CASES = [case for cases, _ in MODULES.values() for case in cases()]
+
+
+# --------------------------------------------------------------------------- worker (runs without the interpreter)
 
 
 def _ptxas_stats(log: str) -> dict:
@@ -107,24 +185,14 @@ def _compile(module, case: dict) -> dict:
     from triton.compiler import ASTSource
 
     fn = getattr(module, case["kernel"])
-    fp64 = case["dtype"] == "float64"
-    if case["patch"] is None:
-        blocks = module._patch_blocks(case["radius"], FEATURE_DIM)
-        warps = blocks.pop("num_warps")
-        consts = {"RADIUS": case["radius"], "FP64": fp64, **blocks}
-    else:
-        warps = module._WINDOW_WARPS
-        consts = {"RADIUS": case["radius"], "PATCH": case["patch"], "FP64": fp64, "BLOCK_Q": module._BLOCK_Q}
-    ptrs = _pointer_types(case)
+    consts, warps, ptrs, scalars, hinted = MODULES[case["module"]][1](module, case)
     # As a launch specialises its arguments: Python ints -> i32, floats -> fp32, and a 16-divisibility
-    # hint on pointers (torch allocations are aligned) and on D (FEATURE_DIM). The other ints (sizes,
+    # hint on pointers (torch allocations are aligned) and on the hinted ints. The other ints (sizes,
     # offsets) get no hint: the generic variant, which any image size can hit.
-    scalar = {"inv_scale": "fp32"}
     signature = {
-        name: "constexpr" if name in consts else "*" + ptrs[name] if name in ptrs else scalar.get(name, "i32")
+        name: "constexpr" if name in consts else "*" + ptrs[name] if name in ptrs else scalars.get(name, "i32")
         for name in fn.arg_names
     }
-    hinted = set(ptrs) | ({"D"} if FEATURE_DIM % 16 == 0 else set())
     attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(fn.arg_names) if name in hinted}
     log = io.StringIO()
     start = time.perf_counter()
@@ -146,9 +214,8 @@ def _worker(jobs_path: str, out_path: str) -> None:
     import importlib
 
     assert os.environ.get("TRITON_INTERPRET", "0") in ("", "0"), "worker must run with the interpreter off"
-    module = importlib.import_module(CORR_MODULE)
     jobs = json.loads(Path(jobs_path).read_text())
-    results = {case["id"]: _compile(module, case) for case in jobs}
+    results = {case["id"]: _compile(importlib.import_module(case["module"]), case) for case in jobs}
     Path(out_path).write_text(json.dumps(results))
 
 
@@ -182,7 +249,7 @@ def compiled(request, tmp_path_factory) -> dict[str, dict]:
     env["TRITON_CACHE_DIR"] = str(tmp / "cache")  # fresh: a cache hit would skip ptxas and its log
     env["TRITON_DUMP_PTXAS_LOG"] = "1"
     # big compiles first, dealt round-robin
-    ordered = sorted((c for c in CASES if c["id"] in selected), key=lambda c: -c["radius"])
+    ordered = sorted((c for c in CASES if c["id"] in selected), key=lambda c: -c["cost"])
     n_workers = max(1, min(4, len(os.sched_getaffinity(0)), len(ordered)))
     procs = []
     for w in range(n_workers):
@@ -204,17 +271,18 @@ def compiled(request, tmp_path_factory) -> dict[str, dict]:
     return results
 
 
-def test_every_kernel_is_covered():
-    """The matrix's kernels are exactly corr.py's @triton.jit functions that no other one calls."""
+@pytest.mark.parametrize("module", list(MODULES))
+def test_every_kernel_is_covered(module):
+    """The matrix's kernels of a module are exactly its @triton.jit functions that no other one calls."""
     import importlib.util
 
-    tree = ast.parse(Path(importlib.util.find_spec(CORR_MODULE).origin).read_text())
+    tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text())
     functions = [f for f in tree.body if isinstance(f, ast.FunctionDef)]
     jitted = [f for f in functions if any("jit" in ast.unparse(d) for d in f.decorator_list)]
     calls = [n for f in jitted for n in ast.walk(f) if isinstance(n, ast.Call)]
     called = {n.func.id for n in calls if isinstance(n.func, ast.Name)}
     kernels = {f.name for f in jitted if f.name not in called}
-    assert kernels == set(WINDOW_KERNELS + PATCH_KERNELS), "add new kernels to this file's matrix"
+    assert kernels == {c["kernel"] for c in CASES if c["module"] == module}, "add new kernels to this file's matrix"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])

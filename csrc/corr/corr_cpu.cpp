@@ -17,13 +17,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/cpu_memory.h"
 #include "corr/corr_checks.h"
 #include "corr/corr_cpu_vec.h"
 #include "corr/corr_math.h"
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace pyflowops {
 namespace corr {
@@ -69,23 +66,7 @@ inline void fill_patch_dot_cpu(const scalar_t* f1, const scalar_t* fmap2, int64_
 }
 
 // grad_pyramid is large (B*H*W*sum_l H_l*W_l values, 178 MB at 64x64 features,
-// batch 2) and freshly allocated, so its cost is mostly first-touch page faults,
-// one per 4 KB. On Linux, ask for transparent huge pages (a hint, as torch's own
-// THP_MEM_ALLOC_ENABLE does): one fault per 2 MB, 3-4x faster zero-fill here.
-void advise_huge_pages(const at::Tensor& t) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t end = begin + t.nbytes();
-  const uintptr_t a = (begin + kHuge - 1) & ~(kHuge - 1);  // whole huge pages inside t only
-  const uintptr_t e = end & ~(kHuge - 1);
-  if (t.nbytes() >= 4 * kHuge && e > a) {
-    (void)madvise(reinterpret_cast<void*>(a), e - a, MADV_HUGEPAGE);  // failure is harmless
-  }
-#else
-  (void)t;
-#endif
-}
+// batch 2) and freshly allocated: its levels get advise_huge_pages (common/cpu_memory.h).
 
 // ---- query tiles -------------------------------------------------------------
 

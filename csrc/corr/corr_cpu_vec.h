@@ -12,32 +12,15 @@
 // GCC/Clang vector extensions with independent accumulators (4 rows share each
 // load of x, 2 accumulators per row hide the add latency). The extension is
 // built for baseline x86-64 (SSE2); each loop is also compiled for AVX2 and
-// AVX-512 via __attribute__((target)) and picked at run time, following torch's
-// own CPU capability (so ATEN_CPU_CAPABILITY=default also applies here).
+// AVX-512 via __attribute__((target)) and picked at run time (common/cpu_isa.h).
 // Half/bfloat16 (and non-GNU compilers) use the plain helpers of corr_math.h.
 #pragma once
 
-#include <ATen/Version.h>
-
 #include <cstdint>
 #include <cstring>
-#include <string>
 
+#include "common/cpu_isa.h"
 #include "corr/corr_math.h"
-
-#if defined(__GNUC__) || defined(__clang__)
-#define PFO_VEC_EXT 1
-#define PFO_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define PFO_VEC_EXT 0
-#define PFO_ALWAYS_INLINE inline
-#endif
-
-#if PFO_VEC_EXT && (defined(__x86_64__) || defined(__i386__))
-#define PFO_X86_MULTIVERSION 1
-#else
-#define PFO_X86_MULTIVERSION 0
-#endif
 
 namespace pyflowops {
 namespace corr {
@@ -180,25 +163,8 @@ PFO_ALWAYS_INLINE void rows_scatter_impl(T* dst, int n, int64_t dstride, const T
   }
 }
 
-// Instruction set chosen once: torch's CPU capability, confirmed by the CPU itself.
-enum class Isa { kBase = 0, kAvx2 = 1, kAvx512 = 2 };
-
-inline Isa detect_isa() {
-#if PFO_X86_MULTIVERSION
-  const std::string cap = at::get_cpu_capability();
-  __builtin_cpu_init();
-  if (cap == "AVX512" && __builtin_cpu_supports("avx512f")) return Isa::kAvx512;
-  if ((cap == "AVX512" || cap == "AVX2") && __builtin_cpu_supports("avx2") &&
-      __builtin_cpu_supports("fma"))
-    return Isa::kAvx2;
-#endif
-  return Isa::kBase;
-}
-
-inline Isa isa() {
-  static const Isa value = detect_isa();
-  return value;
-}
+using cpu::Isa;
+using cpu::isa;
 
 // One wrapper per (type, instruction set); the *_impl bodies are inlined into each.
 // Lanes per vector: 128-bit base (SSE2/NEON), 256-bit AVX2, 512-bit AVX-512.

@@ -3,6 +3,7 @@
 // validates first with friendly Python errors.
 #pragma once
 
+#include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 #include <c10/util/Optional.h>
@@ -112,6 +113,40 @@ inline void check_regularization_inputs(const at::Tensor& flow,
   if (target.has_value()) {
     check_same_device_dtype(flow, "flow", *target, "target", op);
     check_shape(*target, flow.sizes(), op, "target");
+  }
+}
+
+// grad_out [B, C, K, H, W] of spatial_gradient_backward, K the directions of `kind`.
+inline void check_gradient_grad_out(const at::Tensor& grad_out, const StencilKind& kind,
+                                    const char* op) {
+  check_dim(grad_out, 5, op, "grad_out");
+  check_floating(grad_out, op, "grad_out");
+  check_size(grad_out, 2, num_directions(kind), op, "grad_out");
+}
+
+// gradient_regularization_backward's grad_loss ([B, H, W] for "none", else one value,
+// flow's dtype) and weight ([B, H, W] in flow's opmath dtype); flow already checked.
+inline void check_regularization_backward_inputs(const at::Tensor& grad_loss,
+                                                 const at::Tensor& flow,
+                                                 const c10::optional<at::Tensor>& weight,
+                                                 Reduction reduction, const char* op) {
+  check_defined(grad_loss, op, "grad_loss");
+  check_same_device_dtype(flow, "flow", grad_loss, "grad_loss", op);
+  const int64_t B = flow.size(0), H = flow.size(2), W = flow.size(3);
+  if (reduction == Reduction::kNone) {
+    check_shape(grad_loss, {B, H, W}, op, "grad_loss");
+  } else {
+    TORCH_CHECK(grad_loss.numel() == 1, op, ": grad_loss must hold one value for a reduced loss, got shape ",
+                grad_loss.sizes());
+  }
+  if (weight.has_value()) {
+    check_defined(*weight, op, "weight");
+    TORCH_CHECK(weight->device() == flow.device(), op, ": weight is on ", weight->device(),
+                " but flow is on ", flow.device());
+    TORCH_CHECK(weight->scalar_type() == at::toOpMathType(flow.scalar_type()), op,
+                ": weight must have flow's opmath dtype ", at::toOpMathType(flow.scalar_type()),
+                ", got ", weight->scalar_type());
+    check_shape(*weight, {B, H, W}, op, "weight");
   }
 }
 
