@@ -49,8 +49,8 @@ TARGETS = ["notarget", "target"]
 
 # The backends of the family plus the reference itself (for hand-checked values).
 ALL_CASES = [pytest.param(("torch", "cpu"), id="torch"), *KERNEL_CASES]
-# Kernel backends fast enough for the full option product (not the Triton interpreter).
-COMPILED_CASES = [p for p in KERNEL_CASES if p.values[0][0] != "triton"]
+# Kernel backends fast enough for the full option product: all but the Triton interpreter.
+FAST_CASES = [p for p in KERNEL_CASES if p.id != "triton-interp"]
 
 
 @pytest.fixture(params=ALL_CASES)
@@ -61,9 +61,38 @@ def any_case(request):
     return backend, device
 
 
-@pytest.fixture(params=COMPILED_CASES)
-def compiled_case(request):
+@pytest.fixture(params=FAST_CASES)
+def fast_case(request):
+    """(backend, device) of a kernel backend other than the (slow) Triton interpreter."""
     backend, device = request.param
+    assert backend in pyflowops.available_backends(), (backend, pyflowops.build_info())
+    return backend, device
+
+
+@pytest.fixture
+def one_thread():
+    """Run on one intra-op thread: the many tiny calls of the option product and of gradcheck gain nothing from
+    the pool, and on a loaded 2-core machine each wake-up of it costs ~10 ms (test_large_cpu and test_sizes keep
+    the default threads, so the kernels' parallel split is still tested)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def case_params(combos, ids, interpreter_keeps, cases=KERNEL_CASES):
+    """pytest params (case, *combo) for every case and combo; under the Triton interpreter
+    (a numpy simulation, ~0.1 s a launch) only the combos k with ``interpreter_keeps(k)``."""
+    return [
+        pytest.param(case.values[0], *combo, marks=case.marks, id=f"{case.id}-{combo_id}")
+        for case in cases
+        for k, (combo, combo_id) in enumerate(zip(combos, ids))
+        if case.id != "triton-interp" or interpreter_keeps(k)
+    ]
+
+
+def available(case):
+    backend, device = case
     assert backend in pyflowops.available_backends(), (backend, pyflowops.build_info())
     return backend, device
 
@@ -183,11 +212,17 @@ def edge_ramp_factor(n, device="cpu"):
 # ---------------------------------------------------------------------------
 
 
+# Every (size, stencil); the interpreter sees each size once and each stencil twice.
+SIZE_STENCILS = list(itertools.product(SIZES, STENCILS))
+SIZE_STENCIL_IDS = [f"{a}-{b}" for a, b in itertools.product(SIZE_IDS, STENCIL_IDS)]
+
+
 class TestSpatialGradient:
-    @pytest.mark.parametrize("stencil", STENCILS, ids=STENCIL_IDS)
-    @pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
-    def test_matches_reference(self, kernel_case, size, stencil):
-        self.check_reference(*kernel_case, size, stencil, True)
+    @pytest.mark.parametrize(
+        "case, size, stencil", case_params(SIZE_STENCILS, SIZE_STENCIL_IDS, lambda k: k // 3 % 3 == k % 3)
+    )
+    def test_matches_reference(self, case, size, stencil):
+        self.check_reference(*available(case), size, stencil, True)
 
     @pytest.mark.parametrize("stencil", STENCILS, ids=STENCIL_IDS)
     def test_raw_matches_reference(self, kernel_case, stencil):
@@ -251,14 +286,21 @@ class TestSpatialGradient:
         # replicate border: at column 0 of x^2/2, dxx = x[1] - x[0] = 1/2
         assert (grad[0, 0, 0, :, 0] == 0.5).all()
 
-    @pytest.mark.parametrize("stencil", STENCILS, ids=STENCIL_IDS)
-    @pytest.mark.parametrize("size", [(1, 1, 1), (2, 1, 5), (1, 6, 1), (2, 2, 2), (2, 5, 7)], ids=["1x1", "1x5", "6x1", "2x2", "5x7"])
-    def test_backward_of_a_summed_direction(self, any_case, stencil, size):
+    @pytest.mark.parametrize(
+        "case, size, stencil",
+        case_params(
+            list(itertools.product([(1, 1, 1), (2, 1, 5), (1, 6, 1), (2, 2, 2), (2, 5, 7)], STENCILS)),
+            [f"{a}-{b}" for a, b in itertools.product(["1x1", "1x5", "6x1", "2x2", "5x7"], STENCIL_IDS)],
+            lambda k: k < 3 or (k // 3 + k % 3) % 2 == 0,  # 1x1 with every stencil, then every other one
+            cases=ALL_CASES,
+        ),
+    )
+    def test_backward_of_a_summed_direction(self, case, size, stencil):
         """Replicate padding telescopes: the gradient of sum(G_k) over the image only lives on the border.
         [-1, 0, 1] / 2 sums to e = (-1 on the first index, +1 on the last; 0 for one index) per row, the Sobel
         smoothing [1, 2, 1] / 4 to 1 per pixel and [1, -2, 1] to 0, so d sum(G)/dx is 1 x e (dx), e x 1 (dy),
         0 (dxx, dyy) and e x e (dxy, separable)."""
-        backend, device = any_case
+        backend, device = available(case)
         operator, order = stencil
         batch, height, width = size
 
@@ -349,6 +391,7 @@ class TestSpatialGradient:
             cotangent = torch.randn_like(want)
             assert_close(grads(got, [leaf], cotangent)[0], grads(want, [ref_leaf], cotangent)[0])
 
+    @pytest.mark.usefixtures("one_thread")
     @pytest.mark.parametrize("backend", ["cpu", "torch"])
     @pytest.mark.parametrize("stencil", STENCILS, ids=STENCIL_IDS)
     def test_gradcheck(self, backend, stencil):
@@ -421,8 +464,9 @@ ARGNAMES = "size, stencil, penalty, weighting, mask, target, reduction"
 
 class TestGradientRegularization:
     @pytest.mark.parametrize(ARGNAMES, PRODUCT_PARAMS)
-    def test_every_option_combination(self, compiled_case, size, stencil, penalty, weighting, mask, target, reduction):
-        backend, device = compiled_case
+    @pytest.mark.usefixtures("one_thread")
+    def test_every_option_combination(self, fast_case, size, stencil, penalty, weighting, mask, target, reduction):
+        backend, device = fast_case
         check_regularization(backend, device, size, stencil, penalty, weighting, mask, target, reduction)
 
     @pytest.mark.parametrize(ARGNAMES, PAIR_PARAMS)
@@ -437,9 +481,9 @@ class TestGradientRegularization:
             assert len(seen) == len(PAIR_FACTORS[a]) * len(PAIR_FACTORS[b]), (a, b)
 
     @pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
-    def test_sizes(self, compiled_case, size):
+    def test_sizes(self, fast_case, size):
         """Every size with all options on (the Triton interpreter meets the sizes in test_option_pairs)."""
-        backend, device = compiled_case
+        backend, device = fast_case
         check_regularization(backend, device, size, ("sobel", 1), "charbonnier", "edge-thr", "floatmask", "target", "none")
 
     def test_large_cpu(self):
@@ -781,6 +825,7 @@ class TestGradientRegularization:
         _, weight = op(half["flow"], half["image"], None, None, "sobel", 1, "l1", 0.0, 1.0, None, "none", True)
         assert weight.dtype == torch.float32  # opmath of half
 
+    @pytest.mark.usefixtures("one_thread")
     @pytest.mark.parametrize("backend", ["cpu", "torch"])
     @pytest.mark.parametrize(
         "stencil, penalty, reduction",

@@ -136,7 +136,8 @@ inline void check_regularization_backward_inputs(const at::Tensor& grad_loss,
   if (reduction == Reduction::kNone) {
     check_shape(grad_loss, {B, H, W}, op, "grad_loss");
   } else {
-    TORCH_CHECK(grad_loss.numel() == 1, op, ": grad_loss must hold one value for a reduced loss, got shape ",
+    TORCH_CHECK(grad_loss.numel() == 1, op,
+                ": grad_loss must hold one value for a reduced loss, got shape ",
                 grad_loss.sizes());
   }
   if (weight.has_value()) {

@@ -2,7 +2,7 @@
 // docs/gradreg_kernel_contract.md.
 //
 // Work is split into bands of consecutive rows of one image (or plane), one band
-// per at::parallel_for task, processed row by row so that the three input rows a
+// per task (parallel_tasks), processed row by row so that the three input rows a
 // stencil reads stay in cache. In each row the interior columns run through the
 // vectorized row kernels of gradreg_cpu_vec.h, the two border columns (every
 // column of images narrower than 3) through the per-pixel helpers of
@@ -24,6 +24,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <limits>
 #include <tuple>
@@ -56,75 +57,30 @@ struct Bands {
   }
 };
 
-// Rows per band for about 4 bands per thread (load balance), at least min_rows.
+// Rows per band for about 8 bands per thread (load balance), at least min_rows.
 int64_t balanced_rows(int64_t planes, int64_t H, int64_t min_rows) {
-  const int64_t want = 4 * std::max<int64_t>(1, at::get_num_threads());
+  const int64_t want = 8 * std::max<int64_t>(1, at::get_num_threads());
   const int64_t per_plane = std::max<int64_t>(1, (want + planes - 1) / planes);
   return std::max(min_rows, (H + per_plane - 1) / per_plane);
+}
+
+// body(next) on every intra-op thread; next() hands out tasks 0..count-1 one at a
+// time (-1 when done). Dynamic, unlike parallel_for's fixed split: on a busy machine
+// a descheduled thread does not hold back a fixed share of the work. Results never
+// depend on which thread ran a task.
+template <typename Body>
+void parallel_tasks(int64_t count, const Body& body) {
+  std::atomic<int64_t> counter{0};
+  auto next = [&]() -> int64_t {
+    const int64_t t = counter.fetch_add(1, std::memory_order_relaxed);
+    return t < count ? t : -1;
+  };
+  at::parallel_for(0, count, 1, [&](int64_t, int64_t) { body(next); });
 }
 
 // Border columns of a W-wide row: 0 and W-1 (one column when W == 1).
 inline int num_border_cols(int64_t W) { return W > 1 ? 2 : 1; }
 inline int64_t border_col(int q, int64_t W) { return q == 0 ? 0 : W - 1; }
-
-// (a - s)[plane p](r, c) in opmath, s optional: n consecutive [H, W] planes.
-template <typename scalar_t>
-struct PlaneDiff {
-  using acc_t = at::opmath_type<scalar_t>;
-  const scalar_t* a;
-  const scalar_t* s;
-  int64_t H, W;
-  PFO_INLINE acc_t operator()(int64_t p, int64_t r, int64_t c) const {
-    const int64_t idx = (p * H + r) * W + c;
-    return s == nullptr ? static_cast<acc_t>(a[idx])
-                        : static_cast<acc_t>(a[idx]) - static_cast<acc_t>(s[idx]);
-  }
-};
-
-// Rows of n planes as opmath rows for the row kernels: the planes' own rows when
-// they already are (float/double, no subtrahend), else converted into a ring of
-// 3 rows (i-1, i, i+1 of a band) on first use.
-template <typename scalar_t>
-class PlaneRows {
- public:
-  using acc_t = at::opmath_type<scalar_t>;
-  PlaneRows(int64_t n, int64_t H, int64_t W) : n_(n), v_{nullptr, nullptr, H, W} {}
-
-  void reset(const scalar_t* a, const scalar_t* s) {
-    v_.a = a;
-    v_.s = s;
-    tag_[0] = tag_[1] = tag_[2] = -1;
-    if (!direct() && ring_.empty()) ring_.resize(static_cast<size_t>(3 * n_ * v_.W));
-  }
-  bool direct() const { return std::is_same<scalar_t, acc_t>::value && v_.s == nullptr; }
-  const PlaneDiff<scalar_t>& values() const { return v_; }
-
-  const acc_t* row(int64_t p, int64_t r) {
-    const int64_t W = v_.W;
-    if (direct()) return reinterpret_cast<const acc_t*>(v_.a + (p * v_.H + r) * W);
-    const int64_t slot = r % 3;
-    acc_t* base = ring_.data() + slot * n_ * W;
-    if (tag_[slot] != r) {
-      for (int64_t q = 0; q < n_; ++q)
-        for (int64_t c = 0; c < W; ++c) base[q * W + c] = v_(q, r, c);
-      tag_[slot] = r;
-    }
-    return base + p * W;
-  }
-
-  // rows[3 * p + t] = row clamp(i + t - 1) of plane p, for every plane.
-  void triplets(int64_t i, const acc_t** rows) {
-    const int64_t H = v_.H;
-    for (int64_t p = 0; p < n_; ++p)
-      for (int t = 0; t < 3; ++t) rows[3 * p + t] = row(p, clamp_index(i + t - 1, H));
-  }
-
- private:
-  int64_t n_;
-  PlaneDiff<scalar_t> v_;
-  std::vector<acc_t> ring_;
-  int64_t tag_[3] = {-1, -1, -1};
-};
 
 // Stores an opmath row into the output (a no-op when the kernel wrote it in place).
 template <typename scalar_t, typename acc_t>
@@ -143,6 +99,34 @@ inline acc_t* row_target(scalar_t* dst, acc_t* buf) {
   }
 }
 
+// One output row of a backward gather: the vector kernel on the interior (crow:
+// coefficient rows, see vec::gather_row), gather_3x3 with coef(qi, qj, c) on the
+// border columns, and on every column of the first and last rows.
+template <Operator OP, int ORDER, typename acc_t, typename Coef>
+void gather_output_row(const acc_t* const* crow, int64_t i, int64_t H, int64_t W,
+                       const acc_t* scale, const Coef& coef, acc_t* out) {
+  if (i >= 1 && i + 1 < H) {
+    vec::gather_row<acc_t, OP, ORDER>(crow, W, scale, out);
+    for (int q = 0; q < num_border_cols(W); ++q) {
+      const int64_t j = border_col(q, W);
+      out[j] = gather_3x3<OP, ORDER, acc_t>(i, j, H, W, scale, coef);
+    }
+  } else {
+    for (int64_t j = 0; j < W; ++j) out[j] = gather_3x3<OP, ORDER, acc_t>(i, j, H, W, scale, coef);
+  }
+}
+
+// g[c][k] = G_{c,k} of both flow channels at (i, j) by the helpers (border columns).
+template <Operator OP, int ORDER, typename scalar_t, typename acc_t>
+void flow_gradients(const PlaneDiff<scalar_t>& d, int64_t i, int64_t j, const acc_t* scale,
+                    acc_t (&g)[2][kMaxDirections]) {
+  for (int c = 0; c < 2; ++c) {
+    acc_t n[3][3];
+    load_3x3([&](int64_t r, int64_t cc) { return d(c, r, cc); }, i, j, d.H, d.W, n);
+    apply_stencil<OP, ORDER>(n, scale, g[c]);
+  }
+}
+
 // ---- spatial_gradient -----------------------------------------------------------
 
 // x [planes, H, W] -> y [planes, K, H, W].
@@ -154,10 +138,10 @@ void spatial_gradient_kernel(const scalar_t* x, scalar_t* y, int64_t planes, int
   acc_t scale[K];
   stencil_scales<OP, ORDER>(normalized, scale);
   const Bands bands(H, balanced_rows(planes, H, 8));
-  at::parallel_for(0, bands.count(planes), 1, [&](int64_t begin, int64_t end) {
+  parallel_tasks(bands.count(planes), [&](const auto& next) {
     PlaneRows<scalar_t> xr(1, H, W);
     std::vector<acc_t> buf(static_cast<size_t>(K * W));
-    for (int64_t t = begin; t < end; ++t) {
+    for (int64_t t = next(); t >= 0; t = next()) {
       int64_t p, i0, i1;
       bands.get(t, &p, &i0, &i1);
       xr.reset(x + p * H * W, nullptr);
@@ -192,33 +176,23 @@ void spatial_gradient_backward_kernel(const scalar_t* grad_out, scalar_t* grad_x
   acc_t scale[K];
   stencil_scales<OP, ORDER>(normalized, scale);
   const Bands bands(H, balanced_rows(planes, H, 8));
-  at::parallel_for(0, bands.count(planes), 1, [&](int64_t begin, int64_t end) {
+  parallel_tasks(bands.count(planes), [&](const auto& next) {
     PlaneRows<scalar_t> gr(K, H, W);
     std::vector<acc_t> buf(static_cast<size_t>(W));
-    for (int64_t t = begin; t < end; ++t) {
+    for (int64_t t = next(); t >= 0; t = next()) {
       int64_t p, i0, i1;
       bands.get(t, &p, &i0, &i1);
       gr.reset(grad_out + p * K * H * W, nullptr);
       const auto& d = gr.values();
       for (int64_t i = i0; i < i1; ++i) {
         acc_t* out = row_target(grad_x + (p * H + i) * W, buf.data());
-        const bool interior = i >= 1 && i + 1 < H;
-        if (interior) {
-          const acc_t* crow[3 * K];
-          for (int tt = 0; tt < 3; ++tt)
-            for (int k = 0; k < K; ++k) crow[tt * K + k] = gr.row(k, i + tt - 1);
-          vec::gather_row<acc_t, OP, ORDER>(crow, W, scale, out);
-        }
+        const acc_t* crow[3 * K];
+        for (int tt = 0; tt < 3; ++tt)
+          for (int k = 0; k < K; ++k) crow[tt * K + k] = gr.row(k, clamp_index(i + tt - 1, H));
         auto coef = [&](int64_t qi, int64_t qj, acc_t* c) {
           for (int k = 0; k < K; ++k) c[k] = d(k, qi, qj);
         };
-        const int nb = interior ? num_border_cols(W) : 0;
-        for (int q = 0; q < nb; ++q) {
-          const int64_t j = border_col(q, W);
-          out[j] = gather_3x3<OP, ORDER, acc_t>(i, j, H, W, scale, coef);
-        }
-        if (!interior)
-          for (int64_t j = 0; j < W; ++j) out[j] = gather_3x3<OP, ORDER, acc_t>(i, j, H, W, scale, coef);
+        gather_output_row<OP, ORDER>(crow, i, H, W, scale, coef, out);
         store_row(out, grad_x + (p * H + i) * W, W);
       }
     }
@@ -265,11 +239,11 @@ double regularization_forward_kernel(const RegInputs<scalar_t>& in, double eps,
   const acc_t eps_a = static_cast<acc_t>(eps), eps2 = eps_a * eps_a;
   const Bands bands(H, kReduceRows);
   std::vector<double> partial(static_cast<size_t>(bands.count(in.B)), 0.0);
-  at::parallel_for(0, bands.count(in.B), 1, [&](int64_t begin, int64_t end) {
+  parallel_tasks(bands.count(in.B), [&](const auto& next) {
     PlaneRows<scalar_t> flow_rows(2, H, W), image_rows(need_e ? C : 0, H, W);
     std::vector<acc_t> e(W), wbuf(W), lbuf(W);
     std::vector<const acc_t*> rows(static_cast<size_t>(3 * std::max<int64_t>(C, 2)));
-    for (int64_t t = begin; t < end; ++t) {
+    for (int64_t t = next(); t >= 0; t = next()) {
       int64_t b, i0, i1;
       bands.get(t, &b, &i0, &i1);
       flow_rows.reset(in.flow + b * 2 * HW, in.target ? in.target + b * 2 * HW : nullptr);
@@ -296,18 +270,20 @@ double regularization_forward_kernel(const RegInputs<scalar_t>& in, double eps,
         }
         flow_rows.triplets(i, rows.data());
         acc_t* out = loss != nullptr ? row_target(loss + row0, lbuf.data()) : nullptr;
-        double row_sum = vec::loss_row<acc_t, OP, ORDER, PEN>(rows.data(), W, scale, eps2, w, out);
+        double row_sum =
+            vec::loss_row<acc_t, OP, ORDER, PEN>(rows.data(), W, scale, eps2, w, out);
         for (int q = 0; q < num_border_cols(W); ++q) {
           const int64_t j = border_col(q, W);
-          acc_t s = acc_t(0);
-          for (int c = 0; c < 2; ++c) {
-            acc_t n[3][3], g[K];
-            load_3x3([&](int64_t rr, int64_t cc) { return d(c, rr, cc); }, i, j, H, W, n);
-            apply_stencil<OP, ORDER>(n, scale, g);
-            for (int k = 0; k < K; ++k) s += penalty_value(PEN, g[k], eps_a);
-          }
+          acc_t g[2][kMaxDirections], s = acc_t(0);
+          flow_gradients<OP, ORDER>(d, i, j, scale, g);
+          for (int c = 0; c < 2; ++c)
+            for (int k = 0; k < K; ++k) s += penalty_value(PEN, g[c][k], eps_a);
           const acc_t l = w[j] * s;
-          if (out != nullptr) out[j] = l; else row_sum += static_cast<double>(l);
+          if (out != nullptr) {
+            out[j] = l;
+          } else {
+            row_sum += static_cast<double>(l);
+          }
         }
         if (out != nullptr) store_row(out, loss + row0, W);
         sum += row_sum;
@@ -333,8 +309,8 @@ void regularization_backward_kernel(const RegInputs<scalar_t>& in, const scalar_
   acc_t scale[K];
   stencil_scales<OP, ORDER>(true, scale);
   const acc_t eps_a = static_cast<acc_t>(eps), eps2 = eps_a * eps_a;
-  const Bands bands(H, balanced_rows(in.B, H, 16));
-  at::parallel_for(0, bands.count(in.B), 1, [&](int64_t begin, int64_t end) {
+  const Bands bands(H, balanced_rows(in.B, H, 32));
+  parallel_tasks(bands.count(in.B), [&](const auto& next) {
     PlaneRows<scalar_t> flow_rows(2, H, W);
     std::vector<acc_t> gw(W), obuf(W);
     std::vector<acc_t> ring(static_cast<size_t>(3 * 2 * K * W));  // [3][2][K][W] coefficients
@@ -362,17 +338,16 @@ void regularization_backward_kernel(const RegInputs<scalar_t>& in, const scalar_
       const auto& d = flow_rows.values();
       for (int q = 0; q < num_border_cols(W); ++q) {
         const int64_t j = border_col(q, W);
-        for (int c = 0; c < 2; ++c) {
-          acc_t n[3][3], g[K];
-          load_3x3([&](int64_t rr, int64_t cc) { return d(c, rr, cc); }, r, j, H, W, n);
-          apply_stencil<OP, ORDER>(n, scale, g);
-          for (int k = 0; k < K; ++k) coef[c * K + k][j] = gw[j] * penalty_grad(PEN, g[k], eps_a);
-        }
+        acc_t g[2][kMaxDirections];
+        flow_gradients<OP, ORDER>(d, r, j, scale, g);
+        for (int c = 0; c < 2; ++c)
+          for (int k = 0; k < K; ++k)
+            coef[c * K + k][j] = gw[j] * penalty_grad(PEN, g[c][k], eps_a);
       }
       tag[slot] = r;
       return base;
     };
-    for (int64_t t = begin; t < end; ++t) {
+    for (int64_t t = next(); t >= 0; t = next()) {
       int64_t i0, i1;
       bands.get(t, &b, &i0, &i1);
       flow_rows.reset(in.flow + b * 2 * HW, in.target ? in.target + b * 2 * HW : nullptr);
@@ -380,27 +355,17 @@ void regularization_backward_kernel(const RegInputs<scalar_t>& in, const scalar_
       for (int64_t i = i0; i < i1; ++i) {
         const acc_t* cr[3];
         for (int tt = 0; tt < 3; ++tt) cr[tt] = coef_row(clamp_index(i + tt - 1, H));
-        const bool interior = i >= 1 && i + 1 < H;
         for (int c = 0; c < 2; ++c) {
           scalar_t* dst = grad + ((b * 2 + c) * H + i) * W;
           acc_t* out = row_target(dst, obuf.data());
-          if (interior) {
-            const acc_t* crow[3 * K];
-            for (int tt = 0; tt < 3; ++tt)
-              for (int k = 0; k < K; ++k) crow[tt * K + k] = cr[tt] + (c * K + k) * W;
-            vec::gather_row<acc_t, OP, ORDER>(crow, W, scale, out);
-          }
-          auto coef = [&](int64_t qi, int64_t qj, acc_t* v) {
+          const acc_t* crow[3 * K];
+          for (int tt = 0; tt < 3; ++tt)
+            for (int k = 0; k < K; ++k) crow[tt * K + k] = cr[tt] + (c * K + k) * W;
+          auto coef = [&](int64_t qi, int64_t qj, acc_t* v) {  // row qi is in the ring
             const acc_t* base = ring.data() + (qi % 3) * 2 * K * W + c * K * W + qj;
             for (int k = 0; k < K; ++k) v[k] = base[k * W];
           };
-          const int nb = interior ? num_border_cols(W) : 0;
-          for (int q = 0; q < nb; ++q) {
-            const int64_t j = border_col(q, W);
-            out[j] = gather_3x3<OP, ORDER, acc_t>(i, j, H, W, scale, coef);
-          }
-          if (!interior)
-            for (int64_t j = 0; j < W; ++j) out[j] = gather_3x3<OP, ORDER, acc_t>(i, j, H, W, scale, coef);
+          gather_output_row<OP, ORDER>(crow, i, H, W, scale, coef, out);
           store_row(out, dst, W);
         }
       }
@@ -416,11 +381,11 @@ void textureless_kernel(const scalar_t* image, bool* out, int64_t B, int64_t C, 
   using acc_t = at::opmath_type<scalar_t>;
   const acc_t thr = static_cast<acc_t>(threshold);
   const Bands bands(H, balanced_rows(B, H, 8));
-  at::parallel_for(0, bands.count(B), 1, [&](int64_t begin, int64_t end) {
+  parallel_tasks(bands.count(B), [&](const auto& next) {
     PlaneRows<scalar_t> image_rows(C, H, W);
     std::vector<acc_t> e(W);
     std::vector<const acc_t*> rows(static_cast<size_t>(3 * C));
-    for (int64_t t = begin; t < end; ++t) {
+    for (int64_t t = next(); t >= 0; t = next()) {
       int64_t b, i0, i1;
       bands.get(t, &b, &i0, &i1);
       const scalar_t* image_b = image + b * C * H * W;
@@ -557,7 +522,8 @@ std::tuple<at::Tensor, at::Tensor> gradient_regularization_cpu(
     }
     if (reduction != Reduction::kNone) {
       const acc_t sum = static_cast<acc_t>(total);
-      const acc_t value = reduction == Reduction::kMean ? sum / static_cast<acc_t>(B * H * W) : sum;
+      const acc_t value =
+          reduction == Reduction::kMean ? sum / static_cast<acc_t>(B * H * W) : sum;
       *loss.data_ptr<scalar_t>() = static_cast<scalar_t>(value);
     }
   });
@@ -615,6 +581,7 @@ at::Tensor textureless_mask_cpu(const at::Tensor& image_in, double threshold,
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), op, [&] {
     PFO_DISPATCH_STENCIL(kind, [&] {
+      (void)ORDER;  // always 1: the edge strength is first order
       textureless_kernel<scalar_t, OP>(image.data_ptr<scalar_t>(), out.data_ptr<bool>(), B, C, H,
                                        W, threshold);
     });

@@ -9,13 +9,17 @@
 // baseline x86-64 (SSE2) and for AVX2 (common/cpu_isa.h). T is the opmath type
 // (float or double); half/bfloat16 rows are converted to float first.
 // N == 1 is plain scalar code (row tails, and compilers without the extension).
+// PlaneRows hands those kernels their opmath input rows.
 #pragma once
+
+#include <ATen/OpMathType.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "common/cpu_isa.h"
 #include "gradreg/gradreg_math.h"
@@ -252,7 +256,8 @@ PFO_ALWAYS_INLINE P<T, N> gather_at(const T* const* crow, int64_t j, const T* sc
     P<T, N> s = splat<T, N>(T(0));
     for (int a = 0; a < 3; ++a)
       for (int b = 0; b < 3; ++b)
-        if (S::tap(k, a, b) != 0) s += T(S::tap(k, a, b)) * load<T, N>(crow[(2 - a) * K + k] + j + 1 - b);
+        if (S::tap(k, a, b) != 0)
+          s += T(S::tap(k, a, b)) * load<T, N>(crow[(2 - a) * K + k] + j + 1 - b);
     acc += s * scale[k];
   }
   return acc;
@@ -330,7 +335,11 @@ PFO_ALWAYS_INLINE double loss_row_impl(const T* const* rows, int64_t W, const T*
   total += hsum<T, N>(acc);
   for (; j < W - 1; ++j) {
     const T l = w[j] * rho_sum_at<T, 1, OP, ORDER, PEN>(rows, j, scale, eps2);
-    if (out != nullptr) out[j] = l; else total += l;
+    if (out != nullptr) {
+      out[j] = l;
+    } else {
+      total += l;
+    }
   }
   return total;
 }
@@ -439,6 +448,67 @@ inline void gather_row(const T* const* crow, int64_t W, const T* scale, T* out) 
 #undef PFO_GRADREG_PICK
 
 }  // namespace vec
+
+// ---- opmath input rows of the row kernels ------------------------------------------
+
+// (a - s)[plane p](r, c) in opmath, s optional: n consecutive [H, W] planes.
+template <typename scalar_t>
+struct PlaneDiff {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* a;
+  const scalar_t* s;
+  int64_t H, W;
+  PFO_INLINE acc_t operator()(int64_t p, int64_t r, int64_t c) const {
+    const int64_t idx = (p * H + r) * W + c;
+    return s == nullptr ? static_cast<acc_t>(a[idx])
+                        : static_cast<acc_t>(a[idx]) - static_cast<acc_t>(s[idx]);
+  }
+};
+
+// Rows of n planes as opmath rows for the row kernels: the planes' own rows when
+// they already are (float/double, no subtrahend), else converted into a ring of
+// 3 rows (i-1, i, i+1 of a band) on first use.
+template <typename scalar_t>
+class PlaneRows {
+ public:
+  using acc_t = at::opmath_type<scalar_t>;
+  PlaneRows(int64_t n, int64_t H, int64_t W) : n_(n), v_{nullptr, nullptr, H, W} {}
+
+  void reset(const scalar_t* a, const scalar_t* s) {
+    v_.a = a;
+    v_.s = s;
+    tag_[0] = tag_[1] = tag_[2] = -1;
+    if (!direct() && ring_.empty()) ring_.resize(static_cast<size_t>(3 * n_ * v_.W));
+  }
+  bool direct() const { return std::is_same<scalar_t, acc_t>::value && v_.s == nullptr; }
+  const PlaneDiff<scalar_t>& values() const { return v_; }
+
+  const acc_t* row(int64_t p, int64_t r) {
+    const int64_t W = v_.W;
+    if (direct()) return reinterpret_cast<const acc_t*>(v_.a + (p * v_.H + r) * W);
+    const int64_t slot = r % 3;
+    acc_t* base = ring_.data() + slot * n_ * W;
+    if (tag_[slot] != r) {
+      for (int64_t q = 0; q < n_; ++q)
+        for (int64_t c = 0; c < W; ++c) base[q * W + c] = v_(q, r, c);
+      tag_[slot] = r;
+    }
+    return base + p * W;
+  }
+
+  // rows[3 * p + t] = row clamp(i + t - 1) of plane p, for every plane.
+  void triplets(int64_t i, const acc_t** rows) {
+    const int64_t H = v_.H;
+    for (int64_t p = 0; p < n_; ++p)
+      for (int t = 0; t < 3; ++t) rows[3 * p + t] = row(p, clamp_index(i + t - 1, H));
+  }
+
+ private:
+  int64_t n_;
+  PlaneDiff<scalar_t> v_;
+  std::vector<acc_t> ring_;
+  int64_t tag_[3] = {-1, -1, -1};
+};
 }  // namespace gradreg
 }  // namespace pyflowops
 

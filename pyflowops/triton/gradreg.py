@@ -24,16 +24,17 @@ Kernels:
 * ``_gradreg_backward_kernel``: grad_flow [B, 2, H, W], one flow channel per program, as a
   gather: for its pixel p it loads the 5x5 window of d = flow - target (rolling over
   rows), recomputes G at the 9 neighbours q and adds ``gl(q) * w(q) * rho'(G_k(q))``
-  times the tap weight of q on p. Tiles away from the border take a path with the
-  interior tap weights as compile-time constants (zero taps cost nothing); border
-  tiles weigh with the clamp-aware ``tap_weight``.
+  times the tap weight of q on p. Tiles off the border take a path with the interior
+  tap weights as compile-time constants (zero taps cost nothing, ~220 instructions a
+  pixel and channel); border tiles weigh with the clamp-aware ``tap_weight``.
 * ``_textureless_mask_kernel``: image [B, C, H, W] -> [B, 1, H, W] bool (as uint8).
 
-All stencils are separable, tap_k(a, b) = ry_k[a] * rx_k[b] (``_STENCILS``), so the
-clamp-aware tap weight of q on p is a row factor times a column factor
-(``_axis_weights``). Accumulation is in float32 (float64 for float64 inputs), like
-``at::opmath_type``; results are stored in the input dtype, w in the accumulation dtype.
-Autograd and fake tensors are registered in ``pyflowops/ops/gradreg.py``.
+All stencils are separable, tap_k(a, b) = ry_k[a] * rx_k[b] (``_TAPS``), so the clamp-aware
+tap weight of q on p is a row factor times a column factor (``_axis_weights``). In the
+kernels a tile is a 1-D tensor of its pixels, row-major. Accumulation is in float32
+(float64 for float64 inputs), like ``at::opmath_type``; results are stored in the input
+dtype, w in the accumulation dtype. Autograd and fake tensors are registered in
+``pyflowops/ops/gradreg.py``.
 """
 
 import math
@@ -54,10 +55,11 @@ __all__ = [
 
 _OPERATORS = {"sobel": 0, "diff": 1}
 _PENALTIES = {"l1": 0, "charbonnier": 1, "l2": 2}
-_REDUCTIONS = ("mean", "sum", "none")
-# 8 x 64 tiles, 8 warps: 2 pixels per thread, 512 per program. Rows of 64 keep a warp's
-# loads on 32 consecutive pixels; more pixels per thread run the gathers out of registers.
+# 8 x 64 tiles, 8 warps: 2 pixels per thread, 512 per program (float64: 1 and 256). A warp's
+# load reads 32 consecutive pixels of a row; more pixels per thread run the gathers out of
+# registers (float64 at 2: ptxas spills).
 _BLOCKS = {"BLOCK_H": 8, "BLOCK_W": 64, "num_warps": 8}
+_BLOCKS_FP64 = {"BLOCK_H": 4, "BLOCK_W": 64, "num_warps": 8}
 
 # The stencils, flat (Triton indexes a global constexpr tuple with constants only): entry
 # 21 * (OP + ORDER - 1) + 7 * k of (sobel | diff order 1 | diff order 2) starts direction k's
@@ -423,15 +425,24 @@ def _textureless_mask_kernel(
 # Schemas are spelled out (as in csrc/pyflowops.cpp): inferred ones would say SymInt order.
 
 
-def _stencil_args(operator: str, order: int) -> dict[str, int]:
-    if operator not in _OPERATORS or order not in (1, 2) or (operator == "sobel" and order == 2):
-        raise ValueError(f"unsupported stencil: operator={operator!r}, order={order} (order 2 needs 'diff')")
-    return {"OP": _OPERATORS[operator], "ORDER": order}
+def _meta(dtype: torch.dtype, operator: str | None = None, order: int = 1, penalty=None, reduction=None) -> dict:
+    """The constexprs of a launch on dtype: tile, num_warps, FP64; the stencil, penalty and reduction given."""
+    meta = {**(_BLOCKS_FP64 if dtype == torch.float64 else _BLOCKS), "FP64": dtype == torch.float64}
+    if operator is not None:
+        if operator not in _OPERATORS or order not in (1, 2) or (operator == "sobel" and order == 2):
+            raise ValueError(f"unsupported stencil: operator={operator!r}, order={order} (order 2 needs 'diff')")
+        meta |= {"OP": _OPERATORS[operator], "ORDER": order}
+    if penalty is not None:  # gradient_regularization: penalty and reduction
+        if penalty not in _PENALTIES or reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"unsupported penalty {penalty!r} or reduction {reduction!r}")
+        meta |= {"PENALTY": _PENALTIES[penalty], "LOSS_MAP": reduction == "none"}
+    return meta
 
 
-def _check_loss_args(penalty: str, reduction: str) -> None:
-    if penalty not in _PENALTIES or reduction not in _REDUCTIONS:
-        raise ValueError(f"unsupported penalty {penalty!r} or reduction {reduction!r}")
+def _grid(planes: int, height: int, width: int, meta: dict) -> tuple[int]:
+    if height * width >= 2**31:
+        raise ValueError(f"the Triton gradreg kernels take images of fewer than 2^31 pixels, got {height} x {width}")
+    return (planes * triton.cdiv(height, meta["BLOCK_H"]) * triton.cdiv(width, meta["BLOCK_W"]),)
 
 
 def _split(x: float) -> tuple[float, float]:
@@ -444,12 +455,6 @@ def _split(x: float) -> tuple[float, float]:
     except OverflowError:  # beyond float32's range
         return math.copysign(math.inf, x), 0.0
     return hi, x - hi
-
-
-def _grid(planes: int, height: int, width: int) -> tuple[int]:
-    if height * width >= 2**31:
-        raise ValueError(f"the Triton gradreg kernels take images of fewer than 2^31 pixels, got {height} x {width}")
-    return (planes * triton.cdiv(height, _BLOCKS["BLOCK_H"]) * triton.cdiv(width, _BLOCKS["BLOCK_W"]),)
 
 
 def _operand(t: torch.Tensor | None, fallback: torch.Tensor) -> torch.Tensor:
@@ -468,14 +473,13 @@ def _operand(t: torch.Tensor | None, fallback: torch.Tensor) -> torch.Tensor:
 )
 def spatial_gradient_triton(x: torch.Tensor, operator: str, order: int, normalized: bool) -> torch.Tensor:
     """x [B, C, H, W] -> [B, C, K, H, W], K = 2 (order 1) or 3 (order 2)."""
-    stencil = _stencil_args(operator, order)
+    meta = _meta(x.dtype, operator, order)
     batch, channels, height, width = x.shape
     out = torch.empty(batch, channels, 2 if order == 1 else 3, height, width, dtype=x.dtype, device=x.device)
     if out.numel() > 0:
-        wrap_triton(_spatial_gradient_kernel)[_grid(batch * channels, height, width)](
-            x.contiguous(), out, height, width, NORMALIZED=normalized, FP64=x.dtype == torch.float64,
-            **stencil, **_BLOCKS,
-        )  # fmt: skip
+        wrap_triton(_spatial_gradient_kernel)[_grid(batch * channels, height, width, meta)](
+            x.contiguous(), out, height, width, NORMALIZED=normalized, **meta
+        )
     return out
 
 
@@ -488,14 +492,13 @@ def spatial_gradient_backward_triton(
     grad_out: torch.Tensor, operator: str, order: int, normalized: bool
 ) -> torch.Tensor:
     """grad_out [B, C, K, H, W] -> grad_x [B, C, H, W]."""
-    stencil = _stencil_args(operator, order)
+    meta = _meta(grad_out.dtype, operator, order)
     batch, channels, _, height, width = grad_out.shape
     grad_x = torch.empty(batch, channels, height, width, dtype=grad_out.dtype, device=grad_out.device)
     if grad_x.numel() > 0:
-        wrap_triton(_spatial_gradient_backward_kernel)[_grid(batch * channels, height, width)](
-            grad_out.contiguous(), grad_x, height, width, NORMALIZED=normalized,
-            FP64=grad_out.dtype == torch.float64, **stencil, **_BLOCKS,
-        )  # fmt: skip
+        wrap_triton(_spatial_gradient_backward_kernel)[_grid(batch * channels, height, width, meta)](
+            grad_out.contiguous(), grad_x, height, width, NORMALIZED=normalized, **meta
+        )
     return grad_x
 
 
@@ -508,28 +511,18 @@ def spatial_gradient_backward_triton(
     ),
 )
 def gradient_regularization_triton(
-    flow: torch.Tensor,
-    image: torch.Tensor | None,
-    mask: torch.Tensor | None,
-    target: torch.Tensor | None,
-    operator: str,
-    order: int,
-    penalty: str,
-    eps: float,
-    edge_weight: float,
-    textureless_threshold: float | None,
-    reduction: str,
-    save_weight: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    flow: torch.Tensor, image: torch.Tensor | None, mask: torch.Tensor | None, target: torch.Tensor | None,
+    operator: str, order: int, penalty: str, eps: float, edge_weight: float, textureless_threshold: float | None,
+    reduction: str, save_weight: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """flow [B, 2, H, W] -> (loss: [B, H, W] ("none") or 0-dim, flow's dtype; weight: w [B, H, W]
     in the acc dtype when save_weight and an image is given, else [0])."""
-    stencil = _stencil_args(operator, order)
-    _check_loss_args(penalty, reduction)
+    meta = _meta(flow.dtype, operator, order, penalty, reduction)
     batch, _, height, width = flow.shape
     acc_dtype = torch.float64 if flow.dtype == torch.float64 else torch.float32
     save = save_weight and image is not None
     weight = torch.empty((batch, height, width) if save else (0,), dtype=acc_dtype, device=flow.device)
-    grid = _grid(batch, height, width)
+    grid = _grid(batch, height, width, meta)
     if reduction == "none":
         out = torch.empty(batch, height, width, dtype=flow.dtype, device=flow.device)
     else:
@@ -541,9 +534,8 @@ def gradient_regularization_triton(
             flow, _operand(target, flow), _operand(image, flow), _operand(mask, flow), out, weight,
             height, width, 1 if image is None else image.shape[1],
             *_split(eps), *_split(edge_weight), *_split(textureless_threshold if thresh else 0.0),
-            PENALTY=_PENALTIES[penalty], HAS_TARGET=target is not None, HAS_MASK=mask is not None,
-            EDGE=image is not None and edge_weight != 0.0, THRESH=thresh, LOSS_MAP=reduction == "none",
-            SAVE_W=save, FP64=flow.dtype == torch.float64, **stencil, **_BLOCKS,
+            HAS_TARGET=target is not None, HAS_MASK=mask is not None,
+            EDGE=image is not None and edge_weight != 0.0, THRESH=thresh, SAVE_W=save, **meta,
         )  # fmt: skip
     if reduction == "none":
         return out, weight
@@ -562,30 +554,20 @@ def gradient_regularization_triton(
     ),
 )
 def gradient_regularization_backward_triton(
-    grad_loss: torch.Tensor,
-    flow: torch.Tensor,
-    target: torch.Tensor | None,
-    weight: torch.Tensor | None,
-    mask: torch.Tensor | None,
-    operator: str,
-    order: int,
-    penalty: str,
-    eps: float,
-    reduction: str,
-) -> torch.Tensor:
+    grad_loss: torch.Tensor, flow: torch.Tensor, target: torch.Tensor | None, weight: torch.Tensor | None,
+    mask: torch.Tensor | None, operator: str, order: int, penalty: str, eps: float, reduction: str,
+) -> torch.Tensor:  # fmt: skip
     """grad_loss [B, H, W] ("none") or 0-dim -> grad_flow [B, 2, H, W] (grad_target = -grad_flow)."""
-    stencil = _stencil_args(operator, order)
-    _check_loss_args(penalty, reduction)
+    meta = _meta(flow.dtype, operator, order, penalty, reduction)
     batch, _, height, width = flow.shape
     grad_flow = torch.empty(flow.shape, dtype=flow.dtype, device=flow.device)
     if grad_flow.numel() > 0:
         flow = flow.contiguous()
         w = weight if weight is not None else mask  # the forward's weight already holds the mask
-        wrap_triton(_gradreg_backward_kernel)[_grid(2 * batch, height, width)](
+        wrap_triton(_gradreg_backward_kernel)[_grid(2 * batch, height, width, meta)](
             grad_loss.contiguous(), flow, _operand(target, flow), _operand(w, flow), grad_flow, height, width,
             batch * height * width if reduction == "mean" else 1, *_split(eps),
-            PENALTY=_PENALTIES[penalty], HAS_TARGET=target is not None, HAS_W=w is not None,
-            LOSS_MAP=reduction == "none", FP64=flow.dtype == torch.float64, **stencil, **_BLOCKS,
+            HAS_TARGET=target is not None, HAS_W=w is not None, **meta,
         )  # fmt: skip
     return grad_flow
 
@@ -597,12 +579,12 @@ def gradient_regularization_backward_triton(
 )
 def textureless_mask_triton(image: torch.Tensor, threshold: float, operator: str) -> torch.Tensor:
     """image [B, C, H, W] -> [B, 1, H, W] bool: edge strength e < threshold."""
-    stencil = _stencil_args(operator, 1)
+    meta = _meta(image.dtype, operator)
     batch, channels, height, width = image.shape
     out = torch.empty(batch, 1, height, width, dtype=torch.bool, device=image.device)
     if out.numel() > 0:
-        wrap_triton(_textureless_mask_kernel)[_grid(batch, height, width)](
-            image.contiguous(), out.view(torch.uint8), height, width, channels, *_split(threshold),
-            OP=stencil["OP"], FP64=image.dtype == torch.float64, **_BLOCKS,
-        )  # fmt: skip
+        meta.pop("ORDER")  # edge strength: always first order
+        wrap_triton(_textureless_mask_kernel)[_grid(batch, height, width, meta)](
+            image.contiguous(), out.view(torch.uint8), height, width, channels, *_split(threshold), **meta
+        )
     return out
