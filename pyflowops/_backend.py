@@ -23,6 +23,7 @@ __all__ = [
     "BackendUnavailableError",
     "available_backends",
     "build_info",
+    "check_backend_name",
     "select_backend",
     "use_backend",
 ]
@@ -122,7 +123,8 @@ _BACKENDS = {name: _Backend(name) for name in BACKEND_NAMES}
 _CONTEXT_STACK: list[str] = []  # a plain list (not a ContextVar) so torch.compile can read it
 
 
-def _check_name(name: str) -> str:
+def check_backend_name(name: str) -> str:
+    """``name`` is ``"auto"`` or a backend name (else ValueError listing them)."""
     if name != "auto" and name not in _BACKENDS:
         raise ValueError(f"backend must be one of {('auto', *BACKEND_NAMES)}, got {name!r}")
     return name
@@ -150,7 +152,7 @@ def use_backend(name: str) -> Iterator[None]:
         >>> with pyflowops.use_backend("torch"):
         ...     pass
     """
-    _CONTEXT_STACK.append(_check_name(name))
+    _CONTEXT_STACK.append(check_backend_name(name))
     try:
         yield
     finally:
@@ -159,13 +161,13 @@ def use_backend(name: str) -> Iterator[None]:
 
 def _requested(backend: str | None) -> str:
     if backend is not None:
-        return _check_name(backend)
+        return check_backend_name(backend)
     if _CONTEXT_STACK:
         return _CONTEXT_STACK[-1]
     env = os.environ.get("PYFLOWOPS_BACKEND")
     if env:
         try:
-            return _check_name(env)
+            return check_backend_name(env)
         except ValueError as exc:
             raise ValueError(f"PYFLOWOPS_BACKEND: {exc}") from None
     return "auto"

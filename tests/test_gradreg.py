@@ -15,13 +15,12 @@ import itertools
 import kornia
 import pytest
 import torch
+from _utils import assert_close, noncontiguous, poison_allocator
+from conftest import KERNEL_CASES
 
 import pyflowops
 from pyflowops.ops import gradreg as gradreg_ops
 from pyflowops.reference import gradreg as reference
-
-from _utils import assert_close, noncontiguous, poison_allocator
-from conftest import KERNEL_CASES
 
 # (operator, order) of the flow's derivatives: the three stencils of the family.
 STENCILS = [("sobel", 1), ("diff", 1), ("diff", 2)]
@@ -143,14 +142,14 @@ def pairwise(factors: dict[str, list]) -> list[dict]:
 def make_tensors(size, *, channels=3, dtype=torch.float64, device="cpu"):
     """Fresh random flow, target, image in [0, 1], bool and float masks of one size (never zeros)."""
     batch, height, width = size
-    kw = dict(dtype=dtype, device=device)
-    return dict(
-        flow=torch.randn(batch, 2, height, width, **kw) * 2,
-        target=torch.randn(batch, 2, height, width, **kw),
-        image=torch.rand(batch, channels, height, width, **kw),
-        boolmask=torch.rand(batch, 1, height, width, device=device) > 0.3,
-        floatmask=torch.rand(batch, 1, height, width, **kw) + 0.1,
-    )
+    kw = {"dtype": dtype, "device": device}
+    return {
+        "flow": torch.randn(batch, 2, height, width, **kw) * 2,
+        "target": torch.randn(batch, 2, height, width, **kw),
+        "image": torch.rand(batch, channels, height, width, **kw),
+        "boolmask": torch.rand(batch, 1, height, width, device=device) > 0.3,
+        "floatmask": torch.rand(batch, 1, height, width, **kw) + 0.1,
+    }
 
 
 def case_arguments(tensors, weighting, mask, target):
@@ -159,7 +158,7 @@ def case_arguments(tensors, weighting, mask, target):
     image = tensors["image"] if has_image else None
     mask = None if mask == "nomask" else tensors[mask]
     target = tensors["target"] if target == "target" else None
-    return image, mask, target, dict(edge_weight=edge_weight, textureless_threshold=threshold)
+    return image, mask, target, {"edge_weight": edge_weight, "textureless_threshold": threshold}
 
 
 def check_regularization(backend, device, size, stencil, penalty, weighting, mask, target, reduction, *, eps=1e-3):
@@ -333,7 +332,9 @@ class TestSpatialGradient:
             cotangent = torch.randn_like(got)
             (got_grad,) = grads(got, [leaf], cotangent)
             ref_leaf = x.double().requires_grad_()
-            (want_grad,) = grads(reference.spatial_gradient(ref_leaf, operator, True, order), [ref_leaf], cotangent.double())
+            (want_grad,) = grads(
+                reference.spatial_gradient(ref_leaf, operator, True, order), [ref_leaf], cotangent.double()
+            )
             assert got_grad.dtype == torch.float32
             assert_close(got_grad, want_grad, torch.float32)
 
@@ -349,7 +350,9 @@ class TestSpatialGradient:
             cotangent = torch.randn(got.shape, device=device).to(dtype)
             (got_grad,) = grads(got, [leaf], cotangent)
             ref_leaf = x.double().requires_grad_()
-            (want_grad,) = grads(reference.spatial_gradient(ref_leaf, operator, True, order), [ref_leaf], cotangent.double())
+            (want_grad,) = grads(
+                reference.spatial_gradient(ref_leaf, operator, True, order), [ref_leaf], cotangent.double()
+            )
             assert got_grad.dtype == dtype
             assert_close(got_grad, want_grad, dtype)
 
@@ -398,7 +401,7 @@ class TestSpatialGradient:
         operator, order = stencil
         x = torch.randn(2, 1, 3, 4, dtype=torch.float64, requires_grad=True)
         for normalized in (True, False):
-            fn = lambda t: pyflowops.spatial_gradient(t, operator, normalized, order=order, backend=backend)  # noqa: E731
+            fn = lambda t, n=normalized: pyflowops.spatial_gradient(t, operator, n, order=order, backend=backend)
             assert torch.autograd.gradcheck(fn, [x])
 
     @pytest.mark.filterwarnings("ignore:.*an autograd kernel was not registered")  # opcheck probes the backward ops
@@ -435,19 +438,21 @@ class TestSpatialGradient:
 OPTION_PRODUCT = list(itertools.product(STENCILS, PENALTIES, WEIGHTINGS, MASKS, TARGETS, REDUCTIONS))
 # Each combination runs on one of the small sizes, cycling, so every size meets many options.
 PRODUCT_PARAMS = [
-    pytest.param(SIZES[k % 5], *combo, id="-".join([SIZE_IDS[k % 5], STENCIL_IDS[STENCILS.index(combo[0])], *combo[1:]]))
+    pytest.param(
+        SIZES[k % 5], *combo, id="-".join([SIZE_IDS[k % 5], STENCIL_IDS[STENCILS.index(combo[0])], *combo[1:]])
+    )
     for k, combo in enumerate(OPTION_PRODUCT)
 ]
 # The Triton interpreter simulates every program in numpy: every pair of option values once.
-PAIR_FACTORS = dict(
-    size=[(1, 1, 1), (2, 1, 7), (2, 6, 1), (3, 9, 11)],
-    stencil=STENCILS,
-    penalty=PENALTIES,
-    weighting=list(WEIGHTINGS),
-    mask=MASKS,
-    target=TARGETS,
-    reduction=REDUCTIONS,
-)
+PAIR_FACTORS = {
+    "size": [(1, 1, 1), (2, 1, 7), (2, 6, 1), (3, 9, 11)],
+    "stencil": STENCILS,
+    "penalty": PENALTIES,
+    "weighting": list(WEIGHTINGS),
+    "mask": MASKS,
+    "target": TARGETS,
+    "reduction": REDUCTIONS,
+}
 PAIRS = pairwise(PAIR_FACTORS)
 PAIR_PARAMS = [
     pytest.param(
@@ -484,11 +489,15 @@ class TestGradientRegularization:
     def test_sizes(self, fast_case, size):
         """Every size with all options on (the Triton interpreter meets the sizes in test_option_pairs)."""
         backend, device = fast_case
-        check_regularization(backend, device, size, ("sobel", 1), "charbonnier", "edge-thr", "floatmask", "target", "none")
+        check_regularization(
+            backend, device, size, ("sobel", 1), "charbonnier", "edge-thr", "floatmask", "target", "none"
+        )
 
     def test_large_cpu(self):
         for stencil, weighting in [(("sobel", 1), "edge-thr"), (("diff", 2), "edge")]:
-            check_regularization("cpu", "cpu", (2, 203, 301), stencil, "charbonnier", weighting, "boolmask", "target", "none")
+            check_regularization(
+                "cpu", "cpu", (2, 203, 301), stencil, "charbonnier", weighting, "boolmask", "target", "none"
+            )
             check_regularization("cpu", "cpu", (1, 200, 300), stencil, "l1", weighting, "floatmask", "notarget", "mean")
 
     @pytest.mark.parametrize("size", [(0, 4, 5), (2, 0, 5), (2, 4, 0)], ids=["B0", "H0", "W0"])
@@ -526,8 +535,10 @@ class TestGradientRegularization:
         tensors = make_tensors((2, 9, 11), dtype=torch.float32, device=device)
         for reduction in ("none", "mean"):
             flow, target = leaves(tensors["flow"], tensors["target"])
-            options = dict(edge_weight=2.0, textureless_threshold=THRESHOLD, reduction=reduction)
-            got = pyflowops.gradient_regularization(flow, tensors["image"], tensors["floatmask"], target, backend=backend, **options)
+            options = {"edge_weight": 2.0, "textureless_threshold": THRESHOLD, "reduction": reduction}
+            got = pyflowops.gradient_regularization(
+                flow, tensors["image"], tensors["floatmask"], target, backend=backend, **options
+            )
             assert got.dtype == torch.float32
             ref_flow, ref_target = leaves(tensors["flow"].double(), tensors["target"].double())
             want = reference.gradient_regularization(
@@ -543,17 +554,29 @@ class TestGradientRegularization:
     @pytest.mark.parametrize("reduction", ["sum", "none"])
     @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
     def test_low_precision(self, kernel_case, dtype, reduction):
-        """Half inputs, opmath arithmetic, loss and gradients in the input dtype: close to float64 on the same inputs."""
+        """Half inputs, opmath arithmetic, loss and gradients in the input dtype: close to float64 on the inputs."""
         backend, device = kernel_case
-        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in make_tensors((2, 7, 9), device=device).items()}
+        tensors = {
+            k: v.to(dtype) if v.is_floating_point() else v for k, v in make_tensors((2, 7, 9), device=device).items()
+        }
         for mask in ("boolmask",) if dtype == torch.bfloat16 else ("floatmask",):
-            options = dict(edge_weight=2.0, textureless_threshold=THRESHOLD, penalty="charbonnier", eps=0.1, reduction=reduction)
+            options = {
+                "edge_weight": 2.0,
+                "textureless_threshold": THRESHOLD,
+                "penalty": "charbonnier",
+                "eps": 0.1,
+                "reduction": reduction,
+            }
             flow, target = leaves(tensors["flow"], tensors["target"])
-            got = pyflowops.gradient_regularization(flow, tensors["image"], tensors[mask], target, backend=backend, **options)
+            got = pyflowops.gradient_regularization(
+                flow, tensors["image"], tensors[mask], target, backend=backend, **options
+            )
             assert got.dtype == dtype
             ref_flow, ref_target = leaves(tensors["flow"].double(), tensors["target"].double())
             ref_mask = tensors[mask] if mask == "boolmask" else tensors[mask].double()
-            want = reference.gradient_regularization(ref_flow, tensors["image"].double(), ref_mask, ref_target, **options)
+            want = reference.gradient_regularization(
+                ref_flow, tensors["image"].double(), ref_mask, ref_target, **options
+            )
             assert_close(got, want, dtype)
             cotangent = torch.randn_like(want).to(dtype)
             got_grads = grads(got, [flow, target], cotangent)
@@ -573,7 +596,12 @@ class TestGradientRegularization:
             flow, target = (relayout(t).detach().requires_grad_() for t in (tensors["flow"], tensors["target"]))
             assert not flow.is_contiguous() and not target.is_contiguous()
             image, mask_t = relayout(tensors["image"]), relayout(tensors[mask])
-            options = dict(operator="diff", edge_weight=1.5, textureless_threshold=THRESHOLD, reduction=reduction)
+            options = {
+                "operator": "diff",
+                "edge_weight": 1.5,
+                "textureless_threshold": THRESHOLD,
+                "reduction": reduction,
+            }
             got = pyflowops.gradient_regularization(flow, image, mask_t, target, backend=backend, **options)
             ref_flow, ref_target = leaves(tensors["flow"], tensors["target"])
             want = reference.gradient_regularization(ref_flow, tensors["image"], tensors[mask], ref_target, **options)
@@ -591,14 +619,18 @@ class TestGradientRegularization:
         tensors = make_tensors((2, 5, 6), device=device)
         args = (tensors["flow"], tensors["image"])
         got = pyflowops.gradient_regularization(*args, tensors["floatmask"].float(), edge_weight=1.0, backend=backend)
-        want = pyflowops.gradient_regularization(*args, tensors["floatmask"].float().double(), edge_weight=1.0, backend=backend)
+        want = pyflowops.gradient_regularization(
+            *args, tensors["floatmask"].float().double(), edge_weight=1.0, backend=backend
+        )
         assert_close(got, want)
 
     def test_only_target_requires_grad(self, kernel_case):
         backend, device = kernel_case
         tensors = make_tensors((2, 5, 6), device=device)
         (target,) = leaves(tensors["target"])
-        got = pyflowops.gradient_regularization(tensors["flow"], tensors["image"], None, target, edge_weight=1.0, backend=backend)
+        got = pyflowops.gradient_regularization(
+            tensors["flow"], tensors["image"], None, target, edge_weight=1.0, backend=backend
+        )
         (ref_target,) = leaves(tensors["target"])
         want = reference.gradient_regularization(tensors["flow"], tensors["image"], None, ref_target, edge_weight=1.0)
         assert_close(got, want)
@@ -609,7 +641,7 @@ class TestGradientRegularization:
         backend, device = kernel_case
         tensors = make_tensors((2, 5, 6), device=device)
         args = (tensors["flow"], tensors["image"], tensors["boolmask"], tensors["target"])
-        options = dict(edge_weight=2.0, textureless_threshold=THRESHOLD, reduction="none")
+        options = {"edge_weight": 2.0, "textureless_threshold": THRESHOLD, "reduction": "none"}
         with torch.no_grad():
             no_grad = pyflowops.gradient_regularization(*args, backend=backend, **options)
         want = reference.gradient_regularization(*args, **options)
@@ -624,7 +656,9 @@ class TestGradientRegularization:
         backend, device = any_case
         height, width = 5, 6
         flow = torch.cat([ramp(height, width, 3.0, 0.0), ramp(height, width, 0.0, -2.0)], dim=1).to(device)
-        loss = pyflowops.gradient_regularization(flow, operator=operator, penalty="l2", reduction="none", backend=backend)
+        loss = pyflowops.gradient_regularization(
+            flow, operator=operator, penalty="l2", reduction="none", backend=backend
+        )
         fx, fy = edge_ramp_factor(width), edge_ramp_factor(height)
         want = 9.0 * fx.square().view(1, -1) + 4.0 * fy.square().view(-1, 1)
         assert_close(loss, want.unsqueeze(0))
@@ -658,7 +692,9 @@ class TestGradientRegularization:
         batch, height, width = 2, 4, 6
         flow = torch.cat([ramp(height, width, 3.0, 0.0, batch=batch), torch.full((batch, 1, height, width), 4.0)], 1)
         flow = flow.to(device).requires_grad_()
-        loss = pyflowops.gradient_regularization(flow, operator=operator, penalty="l1", reduction=reduction, backend=backend)
+        loss = pyflowops.gradient_regularization(
+            flow, operator=operator, penalty="l1", reduction=reduction, backend=backend
+        )
         total = {"none": loss.sum(), "sum": loss, "mean": loss * batch * height * width}[reduction]
         assert_close(total, torch.tensor(batch * height * 3.0 * (width - 1), dtype=torch.float64))
         (grad,) = torch.autograd.grad(loss, flow, torch.ones_like(loss))
@@ -677,7 +713,8 @@ class TestGradientRegularization:
         for penalty, eps in (("charbonnier", 0.0), ("l1", 0.0)):
             (flow,) = leaves(tensors["flow"])
             loss = pyflowops.gradient_regularization(
-                flow, tensors["image"], tensors["floatmask"], penalty=penalty, eps=eps, edge_weight=1.0, reduction="none",
+                flow, tensors["image"], tensors["floatmask"], penalty=penalty, eps=eps, edge_weight=1.0,
+                reduction="none",
                 backend=backend,
             )  # fmt: skip
             losses.append(loss)
@@ -689,10 +726,12 @@ class TestGradientRegularization:
         backend, device = kernel_case
         tensors = make_tensors((3, 5, 7), device=device)
         args = (tensors["flow"], tensors["image"], tensors["boolmask"], tensors["target"])
-        options = dict(operator="diff", order=2, penalty="l2", edge_weight=1.0, backend=backend)
+        options = {"operator": "diff", "order": 2, "penalty": "l2", "edge_weight": 1.0, "backend": backend}
         loss_map = pyflowops.gradient_regularization(*args, reduction="none", **options)
         assert_close(pyflowops.gradient_regularization(*args, reduction="sum", **options), loss_map.sum())
-        assert_close(pyflowops.gradient_regularization(*args, reduction="mean", **options), loss_map.sum() / (3 * 5 * 7))
+        assert_close(
+            pyflowops.gradient_regularization(*args, reduction="mean", **options), loss_map.sum() / (3 * 5 * 7)
+        )
         assert (loss_map[~tensors["boolmask"][:, 0]] == 0).all() and (loss_map[tensors["boolmask"][:, 0]] > 0).all()
 
     def test_edge_weight_zero_ignores_the_image_even_where_it_is_inf(self, any_case):
@@ -703,7 +742,9 @@ class TestGradientRegularization:
         (flow,) = leaves(tensors["flow"])
         got = pyflowops.gradient_regularization(flow, image, tensors["floatmask"], reduction="none", backend=backend)
         (ref_flow,) = leaves(tensors["flow"])
-        want = pyflowops.gradient_regularization(ref_flow, None, tensors["floatmask"], reduction="none", backend=backend)
+        want = pyflowops.gradient_regularization(
+            ref_flow, None, tensors["floatmask"], reduction="none", backend=backend
+        )
         assert got.isfinite().all()
         assert_close(got, want)
         assert_close(torch.autograd.grad(got.sum(), flow)[0], torch.autograd.grad(want.sum(), ref_flow)[0])
@@ -733,7 +774,12 @@ class TestGradientRegularization:
         image = tensors["image"].clone()
         image[0, 0, 3, 2], image[0, 1, 1, 6] = float("nan"), float("inf")
         for edge_weight in (0.0, 3.0):
-            options = dict(operator=operator, edge_weight=edge_weight, textureless_threshold=10.0, reduction="none")
+            options = {
+                "operator": operator,
+                "edge_weight": edge_weight,
+                "textureless_threshold": 10.0,
+                "reduction": "none",
+            }
             got = pyflowops.gradient_regularization(tensors["flow"], image, backend=backend, **options)
             clean = pyflowops.gradient_regularization(tensors["flow"], tensors["image"], backend=backend, **options)
             assert not got.isnan().any()  # NaN and inf edge strengths fail the threshold: w = 0, not NaN
@@ -758,7 +804,12 @@ class TestGradientRegularization:
         want[..., 3:5] *= torch.exp(torch.tensor(-1.0, dtype=torch.float64))
         assert_close(loss, want)
         with_threshold = pyflowops.gradient_regularization(
-            flow.to(device), image.to(device), penalty="l2", textureless_threshold=0.2, reduction="none", backend=backend
+            flow.to(device),
+            image.to(device),
+            penalty="l2",
+            textureless_threshold=0.2,
+            reduction="none",
+            backend=backend,
         ).cpu()
         want = edge_ramp_factor(8).square().expand(1, 5, 8).clone()
         want[..., 3:5] = 0.0
@@ -836,12 +887,19 @@ class TestGradientRegularization:
         operator, order = stencil
         tensors = make_tensors((2, 3, 4))
         flow, target = leaves(tensors["flow"], tensors["target"])
-        options = dict(operator=operator, order=order, penalty=penalty, eps=0.1, reduction=reduction, backend=backend)
+        options = {
+            "operator": operator,
+            "order": order,
+            "penalty": penalty,
+            "eps": 0.1,
+            "reduction": reduction,
+            "backend": backend,
+        }
         for image, mask, extra in (
-            (tensors["image"], tensors["floatmask"], dict(edge_weight=2.0, textureless_threshold=THRESHOLD)),
+            (tensors["image"], tensors["floatmask"], {"edge_weight": 2.0, "textureless_threshold": THRESHOLD}),
             (None, tensors["boolmask"], {}),
         ):
-            fn = lambda f, t: pyflowops.gradient_regularization(f, image, mask, t, **options, **extra)  # noqa: E731
+            fn = lambda f, t, i=image, m=mask, e=extra: pyflowops.gradient_regularization(f, i, m, t, **options, **e)
             assert torch.autograd.gradcheck(fn, [flow, target])
 
     @pytest.mark.filterwarnings("ignore:.*an autograd kernel was not registered")  # opcheck probes the backward ops
@@ -853,25 +911,51 @@ class TestGradientRegularization:
         forward = torch.ops.pyflowops.gradient_regularization.default
         backward = torch.ops.pyflowops.gradient_regularization_backward.default
         torch.library.opcheck(
-            forward, (flow, tensors["image"], tensors["floatmask"], target, operator, order, "charbonnier", 1e-3, 2.0, THRESHOLD, "none", True)
+            forward,
+            (
+                flow,
+                tensors["image"],
+                tensors["floatmask"],
+                target,
+                operator,
+                order,
+                "charbonnier",
+                1e-3,
+                2.0,
+                THRESHOLD,
+                "none",
+                True,
+            ),
         )
-        torch.library.opcheck(forward, (flow, None, tensors["boolmask"], None, operator, order, "l1", 0.0, 0.0, None, "mean", False))
-        torch.library.opcheck(forward, (flow, tensors["image"], None, None, operator, order, "l2", 0.0, 1.0, None, "sum", True))
+        torch.library.opcheck(
+            forward, (flow, None, tensors["boolmask"], None, operator, order, "l1", 0.0, 0.0, None, "mean", False)
+        )
+        torch.library.opcheck(
+            forward, (flow, tensors["image"], None, None, operator, order, "l2", 0.0, 1.0, None, "sum", True)
+        )
         weight = reference.regularization_weight(flow, tensors["image"], tensors["floatmask"], operator, 2.0, THRESHOLD)
         grad_map = torch.randn(2, 4, 5, dtype=torch.float64)
         torch.library.opcheck(
-            backward, (grad_map, tensors["flow"], tensors["target"], weight, None, operator, order, "charbonnier", 1e-3, "none")
+            backward,
+            (grad_map, tensors["flow"], tensors["target"], weight, None, operator, order, "charbonnier", 1e-3, "none"),
         )
         grad_scalar = torch.randn((), dtype=torch.float64)
-        torch.library.opcheck(backward, (grad_scalar, tensors["flow"], None, None, tensors["boolmask"], operator, order, "l1", 0.0, "mean"))
-        torch.library.opcheck(backward, (grad_scalar, tensors["flow"], None, None, None, operator, order, "l2", 0.0, "sum"))
+        torch.library.opcheck(
+            backward,
+            (grad_scalar, tensors["flow"], None, None, tensors["boolmask"], operator, order, "l1", 0.0, "mean"),
+        )
+        torch.library.opcheck(
+            backward, (grad_scalar, tensors["flow"], None, None, None, operator, order, "l2", 0.0, "sum")
+        )
 
     def test_backward_op_by_hand(self, kernel_case):
         """The registered backward alone: sum reduction, l2, u = 3 * column, no weight -> 2 * G_ux * d G_ux/du."""
         backend, device = kernel_case
         flow = torch.cat([ramp(4, 6, 3.0, 0.0), torch.zeros(1, 1, 4, 6, dtype=torch.float64)], 1).to(device)
         op = gradreg_ops._op(backend, "gradient_regularization_backward")
-        grad = op(torch.tensor(1.0, dtype=torch.float64, device=device), flow, None, None, None, "diff", 1, "l2", 0.0, "sum")
+        grad = op(
+            torch.tensor(1.0, dtype=torch.float64, device=device), flow, None, None, None, "diff", 1, "l2", 0.0, "sum"
+        )
         # G_ux = 3 * (1/2, 1, 1, 1, 1, 1/2); L = sum G^2; dL/du_j = sum_q 2 G(q) dG(q)/du_j with the telescoped taps
         g = 3 * edge_ramp_factor(6)
         want_row = torch.zeros(6, dtype=torch.float64)
@@ -893,7 +977,9 @@ class TestGradientRegularization:
 
         def training_loss(model, image, gt_flow, valid):
             flow = model(image)
-            smooth = pyflowops.gradient_regularization(flow, image, edge_weight=10.0, textureless_threshold=THRESHOLD, backend="cpu")
+            smooth = pyflowops.gradient_regularization(
+                flow, image, edge_weight=10.0, textureless_threshold=THRESHOLD, backend="cpu"
+            )
             match = pyflowops.gradient_regularization(
                 flow, None, valid, gt_flow, operator="diff", order=2, penalty="l1", reduction="sum", backend="cpu"
             )
@@ -947,14 +1033,16 @@ class TestTexturelessMask:
         assert not pyflowops.textureless_mask(image, 0.0125, backend=backend).any()  # strict <
 
     def test_threshold_option_equals_mask(self, kernel_case):
-        """gradient_regularization(image, textureless_threshold=t) == gradient_regularization(mask=textureless_mask(image, t))."""
+        """regularization with textureless_threshold=t == regularization with mask=textureless_mask(image, t)."""
         backend, device = kernel_case
         tensors = make_tensors((2, 6, 7), device=device)
         for operator in ("sobel", "diff"):
             mask = pyflowops.textureless_mask(tensors["image"], THRESHOLD, operator, backend=backend)
             assert 0 < mask.sum() < mask.numel()
-            options = dict(operator=operator, reduction="none", backend=backend)
-            got = pyflowops.gradient_regularization(tensors["flow"], tensors["image"], textureless_threshold=THRESHOLD, **options)
+            options = {"operator": operator, "reduction": "none", "backend": backend}
+            got = pyflowops.gradient_regularization(
+                tensors["flow"], tensors["image"], textureless_threshold=THRESHOLD, **options
+            )
             assert_close(got, pyflowops.gradient_regularization(tensors["flow"], mask=mask, **options))
 
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -995,7 +1083,9 @@ class TestTexturelessMask:
         assert_close(torch.compile(fn, fullgraph=True, backend="aot_eager")(image), fn(image))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="opcheck of triton_op needs a GPU (fails under the interpreter)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="opcheck of triton_op needs a GPU (fails under the interpreter)"
+)
 @pytest.mark.filterwarnings("ignore:.*an autograd kernel was not registered")
 def test_opcheck_triton_ops():
     ops = gradreg_ops._triton_ops()
@@ -1008,7 +1098,20 @@ def test_opcheck_triton_ops():
         torch.library.opcheck(ops.spatial_gradient_backward_triton.default, (grad_out, operator, order, True))
         torch.library.opcheck(
             ops.gradient_regularization_triton.default,
-            (flow, tensors["image"], tensors["floatmask"], target, operator, order, "charbonnier", 1e-3, 2.0, THRESHOLD, "none", True),
+            (
+                flow,
+                tensors["image"],
+                tensors["floatmask"],
+                target,
+                operator,
+                order,
+                "charbonnier",
+                1e-3,
+                2.0,
+                THRESHOLD,
+                "none",
+                True,
+            ),
         )
         torch.library.opcheck(
             ops.gradient_regularization_triton.default,

@@ -96,10 +96,10 @@ def test_valid_edge_cases_are_not_errors(backend):
     """What the checks must let through: eps = 0, negative edge_weight and threshold, int options, any image C."""
     base = flow(dtype=torch.float64)
     for options in (
-        dict(eps=0),
-        dict(edge_weight=-1, textureless_threshold=1),
-        dict(textureless_threshold=-0.5),  # nothing is texture-less: loss 0
-        dict(operator="diff", order=2, penalty="l2", reduction="none"),
+        {"eps": 0},
+        {"edge_weight": -1, "textureless_threshold": 1},
+        {"textureless_threshold": -0.5},  # nothing is texture-less: loss 0
+        {"operator": "diff", "order": 2, "penalty": "l2", "reduction": "none"},
     ):
         loss = regularize(base, image(channels=1, dtype=torch.float64), mask(), backend=backend, **options)
         assert loss.isfinite().all()
@@ -110,7 +110,7 @@ def test_valid_edge_cases_are_not_errors(backend):
 # the registered C++ ops called directly: TORCH_CHECK is the last line of defence
 # ---------------------------------------------------------------------------
 
-F64 = dict(dtype=torch.float64)
+F64 = {"dtype": torch.float64}
 REG_ARGS = ("sobel", 1, "charbonnier", 1e-3, 1.0, None, "mean", False)  # operator .. save_weight
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _utils import assert_close
 
 import pyflowops
 from pyflowops.nn import GradientRegularization
 from pyflowops.reference import gradreg as reference
-
-from _utils import assert_close
 
 
 @pytest.fixture
@@ -23,13 +22,15 @@ def batch():
 
 OPTION_SETS = [
     {},
-    dict(operator="diff", order=2, penalty="l2", reduction="sum"),
-    dict(penalty="l1", edge_weight=10.0, textureless_threshold=0.12, reduction="none"),
-    dict(operator="diff", penalty="charbonnier", eps=0.05, edge_weight=3.0),
+    {"operator": "diff", "order": 2, "penalty": "l2", "reduction": "sum"},
+    {"penalty": "l1", "edge_weight": 10.0, "textureless_threshold": 0.12, "reduction": "none"},
+    {"operator": "diff", "penalty": "charbonnier", "eps": 0.05, "edge_weight": 3.0},
 ]
 
 
-@pytest.mark.parametrize("options", OPTION_SETS, ids=["defaults", "diff2-l2-sum", "l1-edge-thr-none", "diff-charbonnier"])
+@pytest.mark.parametrize(
+    "options", OPTION_SETS, ids=["defaults", "diff2-l2-sum", "l1-edge-thr-none", "diff-charbonnier"]
+)
 def test_same_as_the_function(kernel_case, batch, options):
     backend, device = kernel_case
     flow, image, mask, target = (t.to(device) for t in batch)
@@ -42,20 +43,23 @@ def test_same_as_the_function(kernel_case, batch, options):
 
 def test_defaults_match_the_function(batch):
     flow, image, mask, target = batch
-    assert_close(GradientRegularization()(flow, image, mask, target), pyflowops.gradient_regularization(flow, image, mask, target))
+    assert_close(
+        GradientRegularization()(flow, image, mask, target),
+        pyflowops.gradient_regularization(flow, image, mask, target),
+    )
 
 
 @pytest.mark.parametrize(
     "options, error, pattern",
     [
-        (dict(penalty="huber"), ValueError, r"penalty must be one of 'l1', 'charbonnier', 'l2', got 'huber'"),
-        (dict(operator="sobel", order=2), ValueError, r"order=2 needs operator='diff'"),
-        (dict(operator="scharr"), ValueError, r"operator must be one of"),
-        (dict(eps=-1.0), ValueError, r"eps must be >= 0.0, got -1.0"),
-        (dict(reduction="max"), ValueError, r"reduction must be one of"),
-        (dict(edge_weight=float("nan")), ValueError, r"edge_weight must be finite"),
-        (dict(textureless_threshold="low"), TypeError, r"textureless_threshold must be a float, got str"),
-        (dict(backend="metal"), ValueError, r"backend must be one of"),
+        ({"penalty": "huber"}, ValueError, r"penalty must be one of 'l1', 'charbonnier', 'l2', got 'huber'"),
+        ({"operator": "sobel", "order": 2}, ValueError, r"order=2 needs operator='diff'"),
+        ({"operator": "scharr"}, ValueError, r"operator must be one of"),
+        ({"eps": -1.0}, ValueError, r"eps must be >= 0.0, got -1.0"),
+        ({"reduction": "max"}, ValueError, r"reduction must be one of"),
+        ({"edge_weight": float("nan")}, ValueError, r"edge_weight must be finite"),
+        ({"textureless_threshold": "low"}, TypeError, r"textureless_threshold must be a float, got str"),
+        ({"backend": "metal"}, ValueError, r"backend must be one of"),
     ],
     ids=["penalty", "sobel-order2", "operator", "eps", "reduction", "edge_weight", "threshold", "backend"],
 )

@@ -64,17 +64,25 @@ int64_t balanced_rows(int64_t planes, int64_t H, int64_t min_rows) {
   return std::max(min_rows, (H + per_plane - 1) / per_plane);
 }
 
+// Below this many pixels a call stays on the calling thread: waking the pool costs
+// more than the work (milliseconds on a loaded machine for a 5x7 image).
+constexpr int64_t kMinParallelPixels = 16384;
+
 // body(next) on every intra-op thread; next() hands out tasks 0..count-1 one at a
 // time (-1 when done). Dynamic, unlike parallel_for's fixed split: on a busy machine
 // a descheduled thread does not hold back a fixed share of the work. Results never
-// depend on which thread ran a task.
+// depend on which thread ran a task. `pixels`: the call's total work.
 template <typename Body>
-void parallel_tasks(int64_t count, const Body& body) {
+void parallel_tasks(int64_t count, int64_t pixels, const Body& body) {
   std::atomic<int64_t> counter{0};
   auto next = [&]() -> int64_t {
     const int64_t t = counter.fetch_add(1, std::memory_order_relaxed);
     return t < count ? t : -1;
   };
+  if (pixels < kMinParallelPixels || count <= 1) {
+    body(next);
+    return;
+  }
   at::parallel_for(0, count, 1, [&](int64_t, int64_t) { body(next); });
 }
 
@@ -138,7 +146,7 @@ void spatial_gradient_kernel(const scalar_t* x, scalar_t* y, int64_t planes, int
   acc_t scale[K];
   stencil_scales<OP, ORDER>(normalized, scale);
   const Bands bands(H, balanced_rows(planes, H, 8));
-  parallel_tasks(bands.count(planes), [&](const auto& next) {
+  parallel_tasks(bands.count(planes), planes * H * W, [&](const auto& next) {
     PlaneRows<scalar_t> xr(1, H, W);
     std::vector<acc_t> buf(static_cast<size_t>(K * W));
     for (int64_t t = next(); t >= 0; t = next()) {
@@ -176,7 +184,7 @@ void spatial_gradient_backward_kernel(const scalar_t* grad_out, scalar_t* grad_x
   acc_t scale[K];
   stencil_scales<OP, ORDER>(normalized, scale);
   const Bands bands(H, balanced_rows(planes, H, 8));
-  parallel_tasks(bands.count(planes), [&](const auto& next) {
+  parallel_tasks(bands.count(planes), planes * H * W, [&](const auto& next) {
     PlaneRows<scalar_t> gr(K, H, W);
     std::vector<acc_t> buf(static_cast<size_t>(W));
     for (int64_t t = next(); t >= 0; t = next()) {
@@ -239,7 +247,7 @@ double regularization_forward_kernel(const RegInputs<scalar_t>& in, double eps,
   const acc_t eps_a = static_cast<acc_t>(eps), eps2 = eps_a * eps_a;
   const Bands bands(H, kReduceRows);
   std::vector<double> partial(static_cast<size_t>(bands.count(in.B)), 0.0);
-  parallel_tasks(bands.count(in.B), [&](const auto& next) {
+  parallel_tasks(bands.count(in.B), in.B * HW, [&](const auto& next) {
     PlaneRows<scalar_t> flow_rows(2, H, W), image_rows(need_e ? C : 0, H, W);
     std::vector<acc_t> e(W), wbuf(W), lbuf(W);
     std::vector<const acc_t*> rows(static_cast<size_t>(3 * std::max<int64_t>(C, 2)));
@@ -310,7 +318,7 @@ void regularization_backward_kernel(const RegInputs<scalar_t>& in, const scalar_
   stencil_scales<OP, ORDER>(true, scale);
   const acc_t eps_a = static_cast<acc_t>(eps), eps2 = eps_a * eps_a;
   const Bands bands(H, balanced_rows(in.B, H, 32));
-  parallel_tasks(bands.count(in.B), [&](const auto& next) {
+  parallel_tasks(bands.count(in.B), in.B * HW, [&](const auto& next) {
     PlaneRows<scalar_t> flow_rows(2, H, W);
     std::vector<acc_t> gw(W), obuf(W);
     std::vector<acc_t> ring(static_cast<size_t>(3 * 2 * K * W));  // [3][2][K][W] coefficients
@@ -381,7 +389,7 @@ void textureless_kernel(const scalar_t* image, bool* out, int64_t B, int64_t C, 
   using acc_t = at::opmath_type<scalar_t>;
   const acc_t thr = static_cast<acc_t>(threshold);
   const Bands bands(H, balanced_rows(B, H, 8));
-  parallel_tasks(bands.count(B), [&](const auto& next) {
+  parallel_tasks(bands.count(B), B * H * W, [&](const auto& next) {
     PlaneRows<scalar_t> image_rows(C, H, W);
     std::vector<acc_t> e(W);
     std::vector<const acc_t*> rows(static_cast<size_t>(3 * C));

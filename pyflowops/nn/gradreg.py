@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pyflowops import _backend
 from pyflowops.ops import gradreg as gradreg_ops
 
 __all__ = ["GradientRegularization"]
@@ -58,6 +59,8 @@ class GradientRegularization(nn.Module):
             backend=backend,
         )
         # Fail at construction, not at the first training step: a tiny call validates every option.
+        if backend is not None:
+            _backend.check_backend_name(backend)
         probe = torch.zeros(1, 2, 1, 1)
         gradreg_ops.gradient_regularization(probe, **{**self.options, "backend": "torch"})
 

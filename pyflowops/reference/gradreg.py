@@ -58,8 +58,8 @@ def spatial_gradient(x: torch.Tensor, operator: str = "sobel", normalized: bool 
     batch, channels, height, width = x.shape
     weight = stencil(operator, order, normalized, x.dtype, x.device)
     directions = weight.shape[0]
-    if x.numel() == 0:
-        return x.new_zeros(batch, channels, directions, height, width)
+    if x.numel() == 0:  # nothing to pad; still a function of x, so autograd reaches it
+        return x.unsqueeze(2).expand(batch, channels, directions, height, width) * 0
     padded = F.pad(x.reshape(batch * channels, 1, height, width), (1, 1, 1, 1), mode="replicate")
     return F.conv2d(padded, weight).reshape(batch, channels, directions, height, width)
 
