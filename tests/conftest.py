@@ -22,7 +22,9 @@ KERNEL_CASES = [
     pytest.param(("cpu", "cpu"), id="cpu"),
     pytest.param(("triton", "cpu"), id="triton-interp", marks=pytest.mark.skipif(HAS_CUDA, reason="GPU present")),
     pytest.param(("cuda", "cuda"), id="cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")),
-    pytest.param(("triton", "cuda"), id="triton-cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")),
+    pytest.param(
+        ("triton", "cuda"), id="triton-cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+    ),
 ]
 
 
@@ -37,3 +39,36 @@ def kernel_case(request):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+# The kernel backends plus the reference itself (for hand-checked values).
+ALL_CASES = [pytest.param(("torch", "cpu"), id="torch"), *KERNEL_CASES]
+# Kernel backends fast enough for the full option product: all but the Triton interpreter.
+FAST_CASES = [p for p in KERNEL_CASES if p.id != "triton-interp"]
+
+
+@pytest.fixture(params=ALL_CASES)
+def any_case(request):
+    """(backend, device) of the reference or of a kernel backend."""
+    backend, device = request.param
+    assert backend in pyflowops.available_backends(), (backend, pyflowops.build_info())
+    return backend, device
+
+
+@pytest.fixture(params=FAST_CASES)
+def fast_case(request):
+    """(backend, device) of a kernel backend other than the (slow) Triton interpreter."""
+    backend, device = request.param
+    assert backend in pyflowops.available_backends(), (backend, pyflowops.build_info())
+    return backend, device
+
+
+@pytest.fixture
+def one_thread():
+    """Run on one intra-op thread: the many tiny calls of the option product and of gradcheck gain nothing from
+    the pool, and on a loaded 2-core machine each wake-up of it costs ~10 ms (test_large_cpu and test_sizes keep
+    the default threads, so the kernels' parallel split is still tested)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
