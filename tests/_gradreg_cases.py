@@ -49,12 +49,6 @@ def case_params(combos, ids, interpreter_keeps, cases=KERNEL_CASES):
     ]
 
 
-def available(case):
-    backend, device = case
-    assert backend in pyflowops.available_backends(), (backend, pyflowops.build_info())
-    return backend, device
-
-
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------

@@ -28,12 +28,17 @@ KERNEL_CASES = [
 ]
 
 
-@pytest.fixture(params=KERNEL_CASES)
-def kernel_case(request):
-    """(backend, device) of a kernel backend; fails loudly if this install cannot run it."""
-    backend, device = request.param
+def available(case: tuple[str, str]) -> tuple[str, str]:
+    """``case`` = (backend, device), after asserting this install can run the backend (fails loudly otherwise)."""
+    backend, device = case
     assert backend in pyflowops.available_backends(), (backend, pyflowops.build_info())
     return backend, device
+
+
+@pytest.fixture(params=KERNEL_CASES)
+def kernel_case(request):
+    """(backend, device) of a kernel backend."""
+    return available(request.param)
 
 
 @pytest.fixture(autouse=True)
@@ -50,17 +55,13 @@ FAST_CASES = [p for p in KERNEL_CASES if p.id != "triton-interp"]
 @pytest.fixture(params=ALL_CASES)
 def any_case(request):
     """(backend, device) of the reference or of a kernel backend."""
-    backend, device = request.param
-    assert backend in pyflowops.available_backends(), (backend, pyflowops.build_info())
-    return backend, device
+    return available(request.param)
 
 
 @pytest.fixture(params=FAST_CASES)
 def fast_case(request):
     """(backend, device) of a kernel backend other than the (slow) Triton interpreter."""
-    backend, device = request.param
-    assert backend in pyflowops.available_backends(), (backend, pyflowops.build_info())
-    return backend, device
+    return available(request.param)
 
 
 @pytest.fixture

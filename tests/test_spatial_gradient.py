@@ -21,7 +21,6 @@ from _gradreg_cases import (
     STENCIL_IDS,
     STENCILS,
     THRESHOLD,
-    available,
     case_params,
     edge_ramp_factor,
     grads,
@@ -30,7 +29,7 @@ from _gradreg_cases import (
     ramp,
 )
 from _utils import assert_close, noncontiguous, poison_allocator
-from conftest import ALL_CASES
+from conftest import ALL_CASES, available
 
 import pyflowops
 from pyflowops.ops import gradreg as gradreg_ops

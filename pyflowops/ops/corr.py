@@ -9,13 +9,13 @@ See ``docs/corr_kernel_contract.md`` for the exact per-element math.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 
 import torch
 
 from pyflowops import _backend
 from pyflowops.ops._checks import check_int, check_same_device_dtype, check_shape, check_tensor
+from pyflowops.ops._registry import register_family
 from pyflowops.reference import corr as reference
 
 __all__ = ["corr_pyramid", "corr_lookup", "corr_lookup_onthefly", "MAX_RADIUS"]
@@ -121,20 +121,6 @@ def _onthefly_backward(backward_op: Callable) -> Callable:
     return backward
 
 
-def _register_autograd(suffix: str) -> None:
-    ops = torch.ops.pyflowops
-    torch.library.register_autograd(
-        f"pyflowops::corr_lookup{suffix}",
-        _lookup_backward(getattr(ops, f"corr_lookup_backward{suffix}")),
-        setup_context=_lookup_setup_context,
-    )
-    torch.library.register_autograd(
-        f"pyflowops::corr_lookup_onthefly{suffix}",
-        _onthefly_backward(getattr(ops, f"corr_lookup_onthefly_backward{suffix}")),
-        setup_context=_onthefly_setup_context,
-    )
-
-
 _FAKES = {
     "corr_lookup": _corr_lookup_fake,
     "corr_lookup_backward": _corr_lookup_backward_fake,
@@ -142,19 +128,14 @@ _FAKES = {
     "corr_lookup_onthefly_backward": _corr_lookup_onthefly_backward_fake,
 }
 
-if _backend._C is not None:  # without _C only the torch backend exists
-    for _name, _fake in _FAKES.items():
-        torch.library.register_fake(f"pyflowops::{_name}", _fake)
-    _register_autograd("")
-
-
-@functools.cache
-def _triton_ops():
-    """Import the Triton kernels on first use (importing triton costs seconds)."""
-    import pyflowops.triton.corr  # noqa: F401  (defines the *_triton ops)
-
-    _register_autograd("_triton")
-    return torch.ops.pyflowops
+_triton_ops = register_family(  # loads the Triton twins on first use
+    fakes=_FAKES,
+    autograd={
+        "corr_lookup": (_lookup_backward, _lookup_setup_context),
+        "corr_lookup_onthefly": (_onthefly_backward, _onthefly_setup_context),
+    },
+    triton_module="pyflowops.triton.corr",
+)
 
 
 def _ops(backend: str):

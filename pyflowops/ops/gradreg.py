@@ -9,13 +9,13 @@ ops (``pyflowops::gradient_regularization``) and their Triton twins
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import torch
 
 from pyflowops import _backend
 from pyflowops.ops._checks import check_choice, check_float, check_int, check_same_device_dtype, check_shape, check_tensor
+from pyflowops.ops._registry import register_family
 from pyflowops.reference import gradreg as reference
 
 __all__ = ["OPERATORS", "PENALTIES", "REDUCTIONS", "gradient_regularization", "spatial_gradient", "textureless_mask"]
@@ -142,20 +142,6 @@ def _regularization_backward(backward_op: Callable) -> Callable:
     return backward
 
 
-def _register_autograd(suffix: str) -> None:
-    ops = torch.ops.pyflowops
-    torch.library.register_autograd(
-        f"pyflowops::spatial_gradient{suffix}",
-        _spatial_gradient_backward(getattr(ops, f"spatial_gradient_backward{suffix}")),
-        setup_context=_spatial_gradient_setup_context,
-    )
-    torch.library.register_autograd(
-        f"pyflowops::gradient_regularization{suffix}",
-        _regularization_backward(getattr(ops, f"gradient_regularization_backward{suffix}")),
-        setup_context=_regularization_setup_context,
-    )
-
-
 _FAKES = {
     "spatial_gradient": _spatial_gradient_fake,
     "spatial_gradient_backward": _spatial_gradient_backward_fake,
@@ -164,19 +150,14 @@ _FAKES = {
     "textureless_mask": _textureless_mask_fake,
 }
 
-if _backend._C is not None:  # without _C only the torch backend exists
-    for _name, _fake in _FAKES.items():
-        torch.library.register_fake(f"pyflowops::{_name}", _fake)
-    _register_autograd("")
-
-
-@functools.cache
-def _triton_ops():
-    """Import the Triton kernels on first use (importing triton costs seconds)."""
-    import pyflowops.triton.gradreg  # noqa: F401  (defines the *_triton ops)
-
-    _register_autograd("_triton")
-    return torch.ops.pyflowops
+_triton_ops = register_family(  # loads the Triton twins on first use
+    fakes=_FAKES,
+    autograd={
+        "spatial_gradient": (_spatial_gradient_backward, _spatial_gradient_setup_context),
+        "gradient_regularization": (_regularization_backward, _regularization_setup_context),
+    },
+    triton_module="pyflowops.triton.gradreg",
+)
 
 
 def _op(backend: str, name: str):
