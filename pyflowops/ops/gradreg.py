@@ -119,7 +119,7 @@ def _regularization_setup_context(ctx, inputs, output):
     flow, image, mask, target, operator, order, penalty, eps, _, _, reduction, save_weight = inputs
     _, weight = output
     ctx.mark_non_differentiable(weight)
-    ctx.has_image, ctx.has_target, ctx.has_mask = image is not None, target is not None, mask is not None
+    ctx.has_image, ctx.has_target = image is not None, target is not None
     if image is not None and not save_weight:
         weight = None  # the backward explains; it only runs if autograd was asked after all
     # The image's weight already holds the mask; without an image the mask is the weight.
