@@ -15,6 +15,8 @@ from pyflowops._backend import (
 from pyflowops.ops.corr import corr_lookup, corr_lookup_onthefly, corr_pyramid
 from pyflowops.ops.gradreg import gradient_regularization, spatial_gradient, textureless_mask
 
+from pyflowops import nn  # torch.nn-style access: pyflowops.nn.CorrBlock after `import pyflowops`
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "corr_lookup_onthefly",
     "corr_pyramid",
     "gradient_regularization",
+    "nn",
     "spatial_gradient",
     "textureless_mask",
     "use_backend",

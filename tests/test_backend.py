@@ -94,3 +94,13 @@ def test_triton_needs_gpu_or_interpreter(monkeypatch):
 def test_non_float_tensors_are_rejected_with_the_dtype():
     with pytest.raises(pyflowops.BackendUnavailableError, match=r"floating-point tensors only, got torch.int32"):
         _backend.select_backend("my_op", [torch.zeros(1, dtype=torch.int32)], backend="cpu")
+
+
+def test_nn_is_reachable_after_import_pyflowops():
+    """`import pyflowops` then `pyflowops.nn.CorrBlock`, as torch users expect (a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = "import pyflowops; print(pyflowops.nn.CorrBlock.__name__, pyflowops.nn.GradientRegularization.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["CorrBlock", "GradientRegularization"]
