@@ -64,9 +64,9 @@ def test_alternate_block_reuses_its_pyramid(features):
     fmap1, fmap2, coords = features
     block = AlternateCorrBlock(fmap1, fmap2, num_levels=2, radius=3)
     first = block(coords)
-    prepared = block._prepared
+    prepared = block._lookup._prepared
     second = block(coords + 0.5)
-    assert block._prepared is prepared
+    assert block._lookup._prepared is prepared
     assert not torch.equal(first, second)
 
 

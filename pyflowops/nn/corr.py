@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from pyflowops import _backend
 from pyflowops.ops import corr as corr_ops
-from pyflowops.reference import corr as reference
 
 __all__ = ["CorrBlock", "AlternateCorrBlock"]
 
@@ -49,7 +47,7 @@ class CorrBlock:
         self.num_levels = num_levels
         self.radius = radius
         self.backend = backend
-        corr_ops.check_int("radius", radius, 0, corr_ops.MAX_RADIUS)  # fail before the O((HW)^2) build
+        corr_ops.check_radius(radius)  # fail before the O((HW)^2) build
         self.corr_pyramid = corr_ops.corr_pyramid(fmap1, fmap2, num_levels, backend=backend)
 
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
@@ -88,22 +86,11 @@ class AlternateCorrBlock:
         *,
         backend: str | None = None,
     ) -> None:
-        corr_ops._check_fmaps(fmap1, fmap2, num_levels)
-        corr_ops.check_int("radius", radius, 0, corr_ops.MAX_RADIUS)
         self.num_levels = num_levels
         self.radius = radius
         self.backend = backend
-        self.fmap1, self.fmap2 = fmap1, fmap2
-        self._prepared: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+        self._lookup = corr_ops.OntheflyCorrelation(fmap1, fmap2, num_levels, radius, backend=backend)
 
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
         """coords [B, 2, H, W] (x, y) -> [B, L*(2r+1)^2, H, W]."""
-        batch, _, height, width = self.fmap1.shape
-        corr_ops._check_coords(coords, batch, height, width, self.fmap1, "fmap1")
-        name = _backend.select_backend("corr_lookup_onthefly", [coords], self.backend)
-        if name == "torch":
-            return reference.corr_lookup_onthefly(self.fmap1, self.fmap2, coords, self.radius, self.num_levels)
-        if self._prepared is None:  # pool fmap2 once, not once per iteration
-            self._prepared = corr_ops.prepare_onthefly(self.fmap1, self.fmap2, self.num_levels)
-        fmap1_cl, fmap2_levels = self._prepared
-        return corr_ops.lookup_prepared(fmap1_cl, fmap2_levels, coords, self.radius, name)
+        return self._lookup(coords)

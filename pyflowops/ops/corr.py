@@ -18,7 +18,15 @@ from pyflowops.ops._checks import check_int, check_same_device_dtype, check_shap
 from pyflowops.ops._registry import register_family
 from pyflowops.reference import corr as reference
 
-__all__ = ["corr_pyramid", "corr_lookup", "corr_lookup_onthefly", "MAX_RADIUS"]
+__all__ = [
+    "MAX_RADIUS",
+    "OntheflyCorrelation",
+    "check_radius",
+    "corr_lookup",
+    "corr_lookup_onthefly",
+    "corr_pyramid",
+    "prepare_onthefly",
+]
 
 MAX_RADIUS = 8  # the kernels keep a (2r+2)^2 patch in registers (PFO_CORR_MAX_RADIUS)
 
@@ -214,7 +222,7 @@ def corr_lookup(
     _check_pyramid(pyramid)
     batch, height, width = pyramid[0].shape[:3]
     _check_coords(coords, batch, height, width, pyramid[0], "pyramid[0]")
-    check_int("radius", radius, 0, MAX_RADIUS)
+    check_radius(radius)
     name = _backend.select_backend("corr_lookup", [coords], backend)
     if name == "torch":
         return reference.corr_lookup(list(pyramid), coords, radius)
@@ -238,7 +246,7 @@ def corr_lookup_onthefly(
     fmap1, computed on the fly: memory O(B*H*W*L*(2r+1)^2) instead of
     O(B*(H*W)^2). Any channel count D. Gradients flow to fmap1, fmap2 and
     coords. To reuse fmap2's pyramid across iterations (as RAFT does), use
-    :class:`pyflowops.nn.AlternateCorrBlock`.
+    :class:`OntheflyCorrelation` or :class:`pyflowops.nn.AlternateCorrBlock`.
 
     Args:
         fmap1: [B, D, H, W] features of image 1.
@@ -257,15 +265,7 @@ def corr_lookup_onthefly(
         >>> pyflowops.corr_lookup_onthefly(f1, f2, torch.rand(1, 2, 16, 16) * 16, radius=1).shape
         torch.Size([1, 36, 16, 16])
     """
-    _check_fmaps(fmap1, fmap2, num_levels)
-    batch, _, height, width = fmap1.shape
-    _check_coords(coords, batch, height, width, fmap1, "fmap1")
-    check_int("radius", radius, 0, MAX_RADIUS)
-    name = _backend.select_backend("corr_lookup_onthefly", [coords], backend)
-    if name == "torch":
-        return reference.corr_lookup_onthefly(fmap1, fmap2, coords, radius, num_levels)
-    fmap1_cl, fmap2_levels = prepare_onthefly(fmap1, fmap2, num_levels)
-    return lookup_prepared(fmap1_cl, fmap2_levels, coords, radius, name)
+    return OntheflyCorrelation(fmap1, fmap2, num_levels, radius, backend=backend)(coords)
 
 
 def prepare_onthefly(
@@ -284,9 +284,54 @@ def prepare_onthefly(
     return fmap1_cl, levels
 
 
-def lookup_prepared(
-    fmap1_cl: torch.Tensor, fmap2_levels: list[torch.Tensor], coords: torch.Tensor, radius: int, backend: str
-) -> torch.Tensor:
-    """Run the on-the-fly kernel of ``backend`` on :func:`prepare_onthefly`'s tensors."""
-    ops, suffix = _ops(backend)
-    return getattr(ops, f"corr_lookup_onthefly{suffix}")(fmap1_cl, fmap2_levels, coords, radius)
+def check_radius(radius: object) -> int:
+    """``radius`` is an int in [0, MAX_RADIUS] (a clear ValueError/TypeError otherwise)."""
+    return check_int("radius", radius, 0, MAX_RADIUS)
+
+
+class OntheflyCorrelation:
+    """fmap1 and fmap2 prepared once for repeated :func:`corr_lookup_onthefly` calls.
+
+    RAFT looks up the same feature pair 12 or more times with moving coords: this
+    validates the features once, pools fmap2 into its L levels (channels-last)
+    on the first call and reuses them, so each call only runs the lookup kernel.
+    The backend is chosen per call (it may depend on the coords' device).
+
+    Args:
+        fmap1: [B, D, H, W] features of image 1.
+        fmap2: [B, D, H, W] features of image 2.
+        num_levels: L >= 1.
+        radius: window radius r in [0, 8].
+        backend: as in :func:`corr_pyramid`.
+
+    Call: coords [B, 2, H, W] (x, y) -> [B, L*(2r+1)^2, H, W], the output of
+    ``corr_lookup_onthefly(fmap1, fmap2, coords, radius, num_levels)``.
+
+    Example:
+        >>> import torch, pyflowops
+        >>> f1, f2 = torch.randn(2, 1, 8, 16, 16).unbind(0)
+        >>> lookup = pyflowops.ops.corr.OntheflyCorrelation(f1, f2, num_levels=2, radius=1)
+        >>> lookup(torch.rand(1, 2, 16, 16) * 16).shape
+        torch.Size([1, 18, 16, 16])
+    """
+
+    def __init__(
+        self, fmap1: torch.Tensor, fmap2: torch.Tensor, num_levels: int = 4, radius: int = 4, *, backend: str | None = None
+    ) -> None:
+        _check_fmaps(fmap1, fmap2, num_levels)
+        self.radius = check_radius(radius)
+        self.num_levels, self.backend = num_levels, backend
+        self.fmap1, self.fmap2 = fmap1, fmap2
+        self._prepared: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+
+    def __call__(self, coords: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = self.fmap1.shape
+        _check_coords(coords, batch, height, width, self.fmap1, "fmap1")
+        name = _backend.select_backend("corr_lookup_onthefly", [coords], self.backend)
+        if name == "torch":
+            return reference.corr_lookup_onthefly(self.fmap1, self.fmap2, coords, self.radius, self.num_levels)
+        if self._prepared is None:  # pool fmap2 once, not once per iteration
+            self._prepared = prepare_onthefly(self.fmap1, self.fmap2, self.num_levels)
+        fmap1_cl, fmap2_levels = self._prepared
+        ops, suffix = _ops(name)
+        return getattr(ops, f"corr_lookup_onthefly{suffix}")(fmap1_cl, fmap2_levels, coords, self.radius)
