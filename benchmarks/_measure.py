@@ -65,6 +65,7 @@ __all__ = [
     "memory_budget_bytes",
     "pyramid_bytes",
     "record_skip",
+    "run_benchmark",
     "synchronize",
     "total_memory_bytes",
 ]
@@ -390,6 +391,72 @@ def wait_for_idle(max_wait_s: float = 15.0, threshold: float = 0.1, window_s: fl
 # (case name, other-process CPU share) of every benchmark run in this process.
 CONTENTION: list[tuple[str, float | None]] = []
 CONTENDED = 0.25  # above this share the case's time is flagged as inflated
+
+
+# Rounds of the fast cases: enough for ~TIME_PER_CASE seconds, within [min, max].
+TIME_PER_CASE = {"cpu": 1.5, "cuda": 1.0}
+ROUNDS_RANGE = {"cpu": (3, 30), "cuda": (10, 200)}
+
+
+def run_benchmark(
+    benchmark,
+    case_id: str,
+    device: str,
+    slow: bool,
+    target: Callable[[], object],
+    setup: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Time ``target`` with pytest-benchmark's pedantic mode; returns what it measured besides time.
+
+    A slow case runs one timed round; otherwise an untimed warmup call sets the
+    round count (about TIME_PER_CASE seconds). Peak memory is measured on the
+    first call only (the warmup, or the single timed round), right after trimming
+    the heap: later rounds run as a steady loop would, reusing the allocator's
+    memory. On CPU it first waits (briefly) for other processes to leave, and it
+    records their CPU share during the case (CONTENTION).
+
+    Returns:
+        extra_info entries: other_cpu_load, waited_for_idle_s, peak_memory_bytes, memory_method.
+    """
+    tracker = PeakMemory(device)
+    calls = 0
+
+    def _setup() -> None:
+        nonlocal calls
+        if setup is not None:
+            setup()
+        if calls == 0:
+            tracker.start()
+        else:
+            tracker.stop()
+        calls += 1
+
+    def _target() -> None:
+        target()
+        synchronize(device)
+
+    waited = wait_for_idle() if device == "cpu" else 0.0
+    contention = CpuContention()
+    contention.start()
+    if slow:
+        rounds = 1
+    else:  # warmup call (untimed by pytest-benchmark): memory, and the round count from its duration
+        _setup()
+        t0 = time.perf_counter()
+        _target()
+        seconds = time.perf_counter() - t0
+        low, high = ROUNDS_RANGE[device]
+        rounds = max(low, min(high, math.ceil(TIME_PER_CASE[device] / max(seconds, 1e-9))))
+    benchmark.pedantic(_target, setup=_setup, rounds=rounds, warmup_rounds=0, iterations=1)
+    tracker.stop()
+    other_load = contention.stop()
+    CONTENTION.append((case_id, other_load))
+    return {
+        "other_cpu_load": other_load,
+        "waited_for_idle_s": waited,
+        "peak_memory_bytes": tracker.peak,
+        "memory_method": tracker.method,
+    }
 
 
 # ---------------------------------------------------------------------------

@@ -19,8 +19,6 @@ attempted); ``python -m benchmarks.report`` lists them.
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 
 import pytest
@@ -107,11 +105,6 @@ def _slow(case: m.Case) -> bool:
     return case.size >= 1024 or (case.mode == "onthefly" and case.backend == "torch")
 
 
-# Rounds of the fast cases: enough for ~TIME_PER_CASE seconds, within [min, max].
-TIME_PER_CASE = {"cpu": 1.5, "cuda": 1.0}
-ROUNDS_RANGE = {"cpu": (3, 30), "cuda": (10, 200)}
-
-
 def _run(
     benchmark,
     case: m.Case,
@@ -121,55 +114,12 @@ def _run(
     setup: Callable[[], None] | None = None,
     lookups: int = 1,
 ) -> None:
-    """Time ``target`` with pytest-benchmark; record its peak memory, configuration and CPU contention.
-
-    Peak memory is measured on the first call only (the warmup, or the single
-    timed round of a slow case), right after trimming the heap: later rounds
-    run as a steady loop would, reusing the allocator's memory.
-    """
-    tracker = m.PeakMemory(case.device)
-    calls = 0
-
-    def _setup() -> None:
-        nonlocal calls
-        if setup is not None:
-            setup()
-        if calls == 0:
-            tracker.start()
-        else:
-            tracker.stop()
-        calls += 1
-
-    def _target() -> None:
-        target()
-        m.synchronize(case.device)
-
+    """Time ``target`` (``_measure.run_benchmark``); record its configuration, peak memory and CPU contention."""
     benchmark.group = f"{family} | {case.size}px b{case.batch} | {case.device}"
     benchmark.extra_info.update(case.config())
     benchmark.extra_info.update(family=family, title=FAMILY_TITLES[family], lookups=lookups)
-    waited = m.wait_for_idle() if case.device == "cpu" else 0.0
-    contention = m.CpuContention()
-    contention.start()
-    if _slow(case):
-        rounds = 1
-    else:  # warmup call (untimed by pytest-benchmark): memory, and the round count from its duration
-        _setup()
-        t0 = time.perf_counter()
-        _target()
-        seconds = time.perf_counter() - t0
-        low, high = ROUNDS_RANGE[case.device]
-        rounds = max(low, min(high, math.ceil(TIME_PER_CASE[case.device] / max(seconds, 1e-9))))
-    benchmark.pedantic(_target, setup=_setup, rounds=rounds, warmup_rounds=0, iterations=1)
-    tracker.stop()
-    other_load = contention.stop()
-    m.CONTENTION.append((case.id, other_load))
-    benchmark.extra_info.update(
-        other_cpu_load=other_load,
-        waited_for_idle_s=waited,
-        peak_memory_bytes=tracker.peak,
-        memory_method=tracker.method,
-        memory_estimate_bytes=estimate,
-    )
+    measured = m.run_benchmark(benchmark, case.id, case.device, _slow(case), target, setup)
+    benchmark.extra_info.update(measured, memory_estimate_bytes=estimate)
 
 
 # One pyramid shared by the lookup benchmarks of the same configuration (building it

@@ -38,7 +38,6 @@ move (:func:`floor_bytes`) over the device's measured ``copy_`` bandwidth
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
@@ -315,11 +314,6 @@ def verify(size: int, device: str) -> dict[str, Any]:
 # timing
 # ---------------------------------------------------------------------------
 
-# Rounds of the fast cases: enough for ~TIME_PER_CASE seconds, within [min, max].
-TIME_PER_CASE = {"cpu": 1.5, "cuda": 1.0}
-ROUNDS_RANGE = {"cpu": (3, 30), "cuda": (10, 200)}
-
-
 def _slow(case: GCase) -> bool:
     """The peers at >= 1024^2 on CPU take ~0.5-10 s a call: one timed round, no untimed call before it
     (the compiled peer still gets its compile call)."""
@@ -339,28 +333,11 @@ def _run(
     setup: Callable[[], None],
     first_call: Callable[[], None] | None = None,
 ) -> None:
-    """Time ``target`` with pytest-benchmark; record peak memory, the bandwidth floor and CPU contention.
+    """Time ``target`` (``_measure.run_benchmark``); record peak memory, the bandwidth floor and CPU contention.
 
-    ``first_call`` (the compile, or a plain call) runs untimed first. Peak memory is
-    measured on the next call (the warmup, or the single timed round of a slow case),
-    right after trimming the heap.
+    ``first_call`` (the compile, or a plain call) runs untimed first; peak memory is
+    that of the next call (the warmup, or the single timed round of a slow case).
     """
-    tracker = m.PeakMemory(case.device)
-    calls = 0
-
-    def _setup() -> None:
-        nonlocal calls
-        setup()
-        if calls == 0:
-            tracker.start()
-        else:
-            tracker.stop()
-        calls += 1
-
-    def _target() -> None:
-        target()
-        m.synchronize(case.device)
-
     bandwidth = m.copy_bandwidth(case.device)  # once per session and device
     benchmark.group = f"gradreg {case.direction} | {case.size}px b{case.batch} | {case.device}"
     benchmark.extra_info.update(case.config())
@@ -370,30 +347,12 @@ def _run(
         first_call()
         m.synchronize(case.device)
         first_s = time.perf_counter() - t0
-    waited = m.wait_for_idle() if case.device == "cpu" else 0.0
-    contention = m.CpuContention()
-    contention.start()
-    if _slow(case):
-        rounds = 1
-    else:  # warmup call (untimed by pytest-benchmark): memory, and the round count from its duration
-        _setup()
-        t0 = time.perf_counter()
-        _target()
-        seconds = time.perf_counter() - t0
-        low, high = ROUNDS_RANGE[case.device]
-        rounds = max(low, min(high, math.ceil(TIME_PER_CASE[case.device] / max(seconds, 1e-9))))
-    benchmark.pedantic(_target, setup=_setup, rounds=rounds, warmup_rounds=0, iterations=1)
-    tracker.stop()
-    other_load = contention.stop()
-    m.CONTENTION.append((case.id, other_load))
+    measured = m.run_benchmark(benchmark, case.id, case.device, _slow(case), target, setup)
     nbytes = floor_bytes(case)
     floor_s = nbytes / bandwidth
     mean = benchmark.stats.stats.mean if benchmark.stats is not None else None
     benchmark.extra_info.update(
-        other_cpu_load=other_load,
-        waited_for_idle_s=waited,
-        peak_memory_bytes=tracker.peak,
-        memory_method=tracker.method,
+        measured,
         memory_estimate_bytes=estimate,
         bytes_moved=nbytes,
         floor_bytes_per_pixel=floor_bytes_per_pixel(case.direction),
