@@ -167,3 +167,27 @@ def edge_ramp_factor(n, device="cpu"):
 # Every (size, stencil); the interpreter sees each size once and each stencil twice.
 SIZE_STENCILS = list(itertools.product(SIZES, STENCILS))
 SIZE_STENCIL_IDS = [f"{a}-{b}" for a, b in itertools.product(SIZE_IDS, STENCIL_IDS)]
+
+
+def regularization_opcheck_args(operator: str, order: int, device: str = "cpu") -> tuple[list[tuple], list[tuple]]:
+    """Arguments for opcheck of gradient_regularization (forward) and its backward op, C++ or Triton:
+    image + float mask + target + threshold per pixel; bool mask only; image only; and the backward's
+    three ways to get w (saved weight, mask, none) with map and scalar grad_loss."""
+    tensors = make_tensors((2, 4, 5), device=device)
+    flow, target = leaves(tensors["flow"], tensors["target"])
+    image, floatmask, boolmask = tensors["image"], tensors["floatmask"], tensors["boolmask"]
+    forward = [
+        (flow, image, floatmask, target, operator, order, "charbonnier", 1e-3, 2.0, THRESHOLD, "none", True),
+        (flow, None, boolmask, None, operator, order, "l1", 0.0, 0.0, None, "mean", False),
+        (flow, image, None, None, operator, order, "l2", 0.0, 1.0, None, "sum", True),
+    ]
+    weight = reference.regularization_weight(flow, image, floatmask, operator, 2.0, THRESHOLD)
+    grad_map = torch.randn(2, 4, 5, dtype=torch.float64, device=device)
+    grad_scalar = torch.randn((), dtype=torch.float64, device=device)
+    flow, target = tensors["flow"], tensors["target"]
+    backward = [
+        (grad_map, flow, target, weight, None, operator, order, "charbonnier", 1e-3, "none"),
+        (grad_scalar, flow, None, None, boolmask, operator, order, "l1", 0.0, "mean"),
+        (grad_scalar, flow, None, None, None, operator, order, "l2", 0.0, "sum"),
+    ]
+    return forward, backward

@@ -33,6 +33,7 @@ from _gradreg_cases import (
     make_tensors,
     pairwise,
     ramp,
+    regularization_opcheck_args,
 )
 from _utils import assert_close, noncontiguous
 
@@ -515,47 +516,11 @@ class TestGradientRegularization:
     @pytest.mark.parametrize("stencil", STENCILS, ids=STENCIL_IDS)
     def test_opcheck(self, stencil):
         operator, order = stencil
-        tensors = make_tensors((2, 4, 5))
-        flow, target = leaves(tensors["flow"], tensors["target"])
-        forward = torch.ops.pyflowops.gradient_regularization.default
-        backward = torch.ops.pyflowops.gradient_regularization_backward.default
-        torch.library.opcheck(
-            forward,
-            (
-                flow,
-                tensors["image"],
-                tensors["floatmask"],
-                target,
-                operator,
-                order,
-                "charbonnier",
-                1e-3,
-                2.0,
-                THRESHOLD,
-                "none",
-                True,
-            ),
-        )
-        torch.library.opcheck(
-            forward, (flow, None, tensors["boolmask"], None, operator, order, "l1", 0.0, 0.0, None, "mean", False)
-        )
-        torch.library.opcheck(
-            forward, (flow, tensors["image"], None, None, operator, order, "l2", 0.0, 1.0, None, "sum", True)
-        )
-        weight = reference.regularization_weight(flow, tensors["image"], tensors["floatmask"], operator, 2.0, THRESHOLD)
-        grad_map = torch.randn(2, 4, 5, dtype=torch.float64)
-        torch.library.opcheck(
-            backward,
-            (grad_map, tensors["flow"], tensors["target"], weight, None, operator, order, "charbonnier", 1e-3, "none"),
-        )
-        grad_scalar = torch.randn((), dtype=torch.float64)
-        torch.library.opcheck(
-            backward,
-            (grad_scalar, tensors["flow"], None, None, tensors["boolmask"], operator, order, "l1", 0.0, "mean"),
-        )
-        torch.library.opcheck(
-            backward, (grad_scalar, tensors["flow"], None, None, None, operator, order, "l2", 0.0, "sum")
-        )
+        forward_args, backward_args = regularization_opcheck_args(operator, order)
+        for args in forward_args:
+            torch.library.opcheck(torch.ops.pyflowops.gradient_regularization.default, args)
+        for args in backward_args:
+            torch.library.opcheck(torch.ops.pyflowops.gradient_regularization_backward.default, args)
 
     def test_backward_op_by_hand(self, kernel_case):
         """The registered backward alone: sum reduction, l2, u = 3 * column, no weight -> 2 * G_ux * d G_ux/du."""

@@ -27,6 +27,7 @@ from _gradreg_cases import (
     leaves,
     make_tensors,
     ramp,
+    regularization_opcheck_args,
 )
 from _utils import assert_close, noncontiguous, poison_allocator
 from conftest import ALL_CASES, available
@@ -342,42 +343,14 @@ class TestTexturelessMask:
 def test_opcheck_triton_ops():
     ops = gradreg_ops._triton_ops()
     tensors = make_tensors((2, 4, 5), device="cuda")
-    flow, target = leaves(tensors["flow"], tensors["target"])
     x = torch.randn(2, 3, 5, 6, dtype=torch.float64, device="cuda", requires_grad=True)
     for operator, order in STENCILS:
         torch.library.opcheck(ops.spatial_gradient_triton.default, (x, operator, order, True))
         grad_out = torch.randn(2, 3, 2 if order == 1 else 3, 5, 6, dtype=torch.float64, device="cuda")
         torch.library.opcheck(ops.spatial_gradient_backward_triton.default, (grad_out, operator, order, True))
-        torch.library.opcheck(
-            ops.gradient_regularization_triton.default,
-            (
-                flow,
-                tensors["image"],
-                tensors["floatmask"],
-                target,
-                operator,
-                order,
-                "charbonnier",
-                1e-3,
-                2.0,
-                THRESHOLD,
-                "none",
-                True,
-            ),
-        )
-        torch.library.opcheck(
-            ops.gradient_regularization_triton.default,
-            (flow, None, tensors["boolmask"], None, operator, order, "l1", 0.0, 0.0, None, "mean", False),
-        )
-        weight = reference.regularization_weight(flow, tensors["image"], tensors["floatmask"], operator, 2.0, THRESHOLD)
-        torch.library.opcheck(
-            ops.gradient_regularization_backward_triton.default,
-            (torch.randn(2, 4, 5, dtype=torch.float64, device="cuda"), tensors["flow"], tensors["target"], weight, None,
-             operator, order, "charbonnier", 1e-3, "none"),
-        )  # fmt: skip
-        torch.library.opcheck(
-            ops.gradient_regularization_backward_triton.default,
-            (torch.randn((), dtype=torch.float64, device="cuda"), tensors["flow"], None, None, tensors["boolmask"],
-             operator, order, "l2", 0.0, "sum"),
-        )  # fmt: skip
+        forward_args, backward_args = regularization_opcheck_args(operator, order, "cuda")
+        for args in forward_args:
+            torch.library.opcheck(ops.gradient_regularization_triton.default, args)
+        for args in backward_args:
+            torch.library.opcheck(ops.gradient_regularization_backward_triton.default, args)
     torch.library.opcheck(ops.textureless_mask_triton.default, (tensors["image"], THRESHOLD, "sobel"))
