@@ -55,6 +55,34 @@ TORCH_LIBRARY(pyflowops, m) {
       "str reduction) -> Tensor");
   // image [B, C, H, W] -> [B, 1, H, W] bool: edge strength e < threshold.
   m.def("textureless_mask(Tensor image, float threshold, str operator) -> Tensor");
+
+  // ---- Gaussian splatting (csrc/splat) -------------------------------------------
+  // Semantics: docs/splat_kernel_contract.md. One camera; N Gaussians, C channels.
+  // means [N,3], quats [N,4] (w,x,y,z), scales [N,3], viewmat [4,4], K [3,3] ->
+  // (means2d [N,2], conics [N,3], depths [N], radii [N] int32); radius 0 = culled.
+  m.def(
+      "project_gaussians(Tensor means, Tensor quats, Tensor scales, Tensor viewmat, Tensor K, "
+      "int width, int height, float near, float far) -> (Tensor, Tensor, Tensor, Tensor)");
+  // Returns (grad_means [N,3], grad_quats [N,4], grad_scales [N,3]).
+  m.def(
+      "project_gaussians_backward(Tensor means, Tensor quats, Tensor scales, Tensor viewmat, "
+      "Tensor K, Tensor radii, Tensor grad_means2d, Tensor grad_conics, Tensor grad_depths) "
+      "-> (Tensor, Tensor, Tensor)");
+  // -> (image [H,W,C], alpha [H,W,1], depth [H,W,1], tile_offsets [T+1] int32,
+  //     gaussian_ids [M] int32, last [H,W] int32); the last three are the binning the
+  //     backward replays.
+  m.def(
+      "rasterize_gaussians(Tensor means2d, Tensor conics, Tensor opacities, Tensor features, "
+      "Tensor depths, Tensor radii, int width, int height, Tensor? background, int tile_size) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // Returns (grad_means2d [N,2], grad_conics [N,3], grad_opacities [N], grad_features [N,C],
+  // grad_depths [N]); the background's gradient is formed in Python.
+  m.def(
+      "rasterize_gaussians_backward(Tensor grad_image, Tensor grad_alpha, Tensor grad_depth, "
+      "Tensor means2d, Tensor conics, Tensor opacities, Tensor features, Tensor depths, "
+      "Tensor radii, Tensor? background, Tensor alpha, Tensor tile_offsets, Tensor gaussian_ids, "
+      "Tensor last, int width, int height, int tile_size) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 PYBIND11_MODULE(_C, module) {
