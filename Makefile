@@ -1,8 +1,9 @@
 # Every target works on a fresh machine by itself: it creates .venv, installs the
 # pinned requirements (reused while requirements.txt is unchanged) and builds
 # pyflowops._C (rebuilt when csrc/, setup.py or FORCE_CUDA change).
-#   make demo    correlation demo (speed and memory of both lookups vs the reference) and the
+#   make demo    correlation demo (speed and memory of both lookups vs the reference), the
 #                gradient-regularization demo (denoise a synthetic face's flow; demo_out/gradreg_demo.png)
+#                and the splatting demo (a Gaussian head turning and its exact flow; demo_out/splat_demo.png)
 #   make test    the test suite
 #   make bench   benchmarks + benchmarks/RESULTS.md (tables and plots)
 # FORCE_CUDA=1 compiles the CUDA kernels too (CI does); FORCE_CUDA=0 skips them.
@@ -38,6 +39,7 @@ build: $(BUILD_STAMP)
 demo: build
 	$(PY) -m benchmarks.demo
 	$(PY) -m benchmarks.demo_gradreg
+	$(PY) -m benchmarks.demo_splat
 
 test: build
 	$(PY) -m pytest tests -q

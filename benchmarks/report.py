@@ -514,6 +514,9 @@ def render(rows: list[Row], extra: dict[str, Any], data: dict[str, Any], out: Pa
     from benchmarks import report_gradreg  # imported here: it imports this module's formatting helpers
 
     doc += report_gradreg.section(data, out)
+    from benchmarks import report_splat
+
+    doc += report_splat.section(data, out)
     text = "\n".join(doc)
     out.write_text(text)
     return text
@@ -583,14 +586,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.results} does not exist: run `python -m pytest benchmarks "
                      f"--benchmark-json={args.results}` first")
     rows, extra, data = load(args.results)
-    from benchmarks import report_gradreg
+    from benchmarks import report_gradreg, report_splat
 
-    gradreg_rows = report_gradreg.load(data)
-    if not rows and not gradreg_rows:
+    gradreg_rows, splat_rows = report_gradreg.load(data), report_splat.load(data)
+    if not rows and not gradreg_rows and not splat_rows:
         parser.error(f"{args.results} holds no pyflowops benchmark results")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     render(rows, extra, data, args.out)
-    everything = [*rows, *gradreg_rows]
+    everything = [*rows, *gradreg_rows, *splat_rows]
     print(f"wrote {args.out} ({sum(r.ran for r in everything)} measured, {sum(not r.ran for r in everything)} not run)")
     return 0
 

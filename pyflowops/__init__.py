@@ -14,6 +14,9 @@ from pyflowops._backend import (
 )
 from pyflowops.ops.corr import corr_lookup, corr_lookup_onthefly, corr_pyramid
 from pyflowops.ops.gradreg import gradient_regularization, spatial_gradient, textureless_mask
+from pyflowops.ops.splat import project_gaussians, rasterize_gaussians, render
+from pyflowops.flow_render import composite_flow, flow_features, flow_occlusion, render_flow
+from pyflowops.gaussians import Gaussians
 
 from pyflowops import nn  # torch.nn-style access: pyflowops.nn.CorrBlock after `import pyflowops`
 
@@ -21,13 +24,21 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError",
+    "Gaussians",
     "available_backends",
     "build_info",
+    "composite_flow",
     "corr_lookup",
     "corr_lookup_onthefly",
     "corr_pyramid",
+    "flow_features",
+    "flow_occlusion",
     "gradient_regularization",
     "nn",
+    "project_gaussians",
+    "rasterize_gaussians",
+    "render",
+    "render_flow",
     "spatial_gradient",
     "textureless_mask",
     "use_backend",

@@ -157,9 +157,59 @@ def _gradreg_launch(module, case: dict) -> tuple[dict, int, dict[str, str], dict
     return consts, warps, ptrs, floats, hinted
 
 
+# ---- splat: projection kernels on the dtype grid; the rasterizers per (tile size, channels, background)
+SPLAT_RASTER_VARIANTS = {"ts16-c16-bg": (16, 16, True), "ts8-c3": (8, 3, False)}  # (tile_size, C, HAS_BG)
+
+
+def _splat_cases() -> list[dict]:
+    """Every kernel on the dtype grid (the rasterizers at 16 x 16 tiles, 16 channels and a background);
+    the rasterizers also at 8 x 8 tiles, C = 3, no background, in float32."""
+
+    def case(kernel: str, arch: int, dtype: str, variant: str | None) -> dict:
+        name = kernel if variant is None else f"{kernel}[{variant}]"
+        return {
+            "module": "pyflowops.triton.splat", "kernel": kernel, "arch": arch, "dtype": dtype,
+            "variant": variant, "cost": 1 if variant is None else 2, "id": f"splat-sm{arch}-{dtype}-{name}",
+        }  # fmt: skip
+
+    cases = []
+    for arch, dtype in _dtype_grid():
+        cases += [case(k, arch, dtype, None) for k in ("_project_fwd_kernel", "_project_bwd_kernel")]
+        for kernel in ("_rasterize_fwd_kernel", "_rasterize_bwd_kernel"):
+            cases += [
+                case(kernel, arch, dtype, variant)
+                for n, variant in enumerate(SPLAT_RASTER_VARIANTS)
+                if n == 0 or dtype == "float32" or FULL_MATRIX
+            ]
+    return cases
+
+
+def _splat_launch(module, case: dict) -> tuple[dict, int, dict[str, str], dict[str, str], set[str]]:
+    """As splat.py's launchers: radii and the binning int32, the backward's per-instance buffer in the acc dtype."""
+    t, acc = _PTX_TYPES[case["dtype"]], _acc(case["dtype"])
+    consts = {"FP64": case["dtype"] == "float64"}
+    if case["variant"] is None:
+        consts["BLOCK"], warps = module._BLOCK_N, module._PROJECT_WARPS
+    else:
+        tile_size, channels, has_bg = SPLAT_RASTER_VARIANTS[case["variant"]]
+        meta = module._raster_meta(tile_size, channels, backward=case["kernel"] == "_rasterize_bwd_kernel")
+        warps = meta.pop("num_warps")
+        consts |= {**meta, "HAS_BG": has_bg}
+    ints = ("radii_ptr", "offsets_ptr", "ids_ptr", "last_ptr")
+    names = (
+        "means_ptr quats_ptr scales_ptr viewmat_ptr k_ptr means2d_ptr conics_ptr depths_ptr gm2d_ptr gconics_ptr "
+        "gdepths_ptr gmeans_ptr gquats_ptr gscales_ptr opac_ptr feat_ptr bg_ptr image_ptr alpha_ptr depth_ptr "
+        "gimg_ptr galpha_ptr gdepth_ptr"
+    ).split()
+    ptrs = {name: t for name in names} | {name: "i32" for name in ints} | {"buf_ptr": acc}
+    floats = {f"{name}_{part}": "fp32" for name in ("near", "far") for part in ("hi", "lo")}
+    return consts, warps, ptrs, floats, set(ptrs)
+
+
 MODULES = {  # import path -> (cases, launch)
     "pyflowops.triton.corr": (_corr_cases, _corr_launch),
     "pyflowops.triton.gradreg": (_gradreg_cases, _gradreg_launch),
+    "pyflowops.triton.splat": (_splat_cases, _splat_launch),
 }
 CASES = [case for cases, _ in MODULES.values() for case in cases()]
 

@@ -37,13 +37,12 @@ dtype, w in the accumulation dtype. Autograd and fake tensors are registered in
 ``pyflowops/ops/gradreg.py``.
 """
 
-import math
-import struct
-
 import torch
 import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
+
+from pyflowops.triton._common import _scalar, _split
 
 __all__ = [
     "gradient_regularization_backward_triton",
@@ -201,16 +200,6 @@ def _edge_strength(image, plane_off, hw, C, rows, cols, OP: tl.constexpr, ACC: t
     else:
         e = tl.div_rn(e, 2.0 * C)  # correctly rounded, as the C++ (e meets a threshold)
     return e
-
-
-@triton.jit
-def _scalar(hi, lo, FP64: tl.constexpr):
-    """A Python float passed as float32 hi + lo (Triton passes floats as fp32); float64 adds both."""
-    if FP64:
-        x = tl.cast(hi, tl.float64) + tl.cast(lo, tl.float64)
-    else:
-        x = tl.cast(hi, tl.float32)
-    return x
 
 
 # --------------------------------------------------------------------------- spatial_gradient
@@ -443,18 +432,6 @@ def _grid(planes: int, height: int, width: int, meta: dict) -> tuple[int]:
     if height * width >= 2**31:
         raise ValueError(f"the Triton gradreg kernels take images of fewer than 2^31 pixels, got {height} x {width}")
     return (planes * triton.cdiv(height, meta["BLOCK_H"]) * triton.cdiv(width, meta["BLOCK_W"]),)
-
-
-def _split(x: float) -> tuple[float, float]:
-    """x as float32 hi + lo (Triton passes Python floats as float32): the float64 kernels add
-    the two back up (about 48 bits); float32 kernels use hi = float32(x), as the C++."""
-    if not math.isfinite(x):
-        return x, 0.0
-    try:
-        hi = struct.unpack("f", struct.pack("f", x))[0]
-    except OverflowError:  # beyond float32's range
-        return math.copysign(math.inf, x), 0.0
-    return hi, x - hi
 
 
 def _operand(t: torch.Tensor | None, fallback: torch.Tensor) -> torch.Tensor:
