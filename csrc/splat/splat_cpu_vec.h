@@ -7,7 +7,7 @@
 // pixel_alpha / pixel_alpha_vjp in splat_math.h and of the contract's loops, term
 // for term; skipped lanes are masked with selects (never multiplied by 0, so a
 // non-finite input of a skipped pair cannot leak). The N-lane packs and vexp
-// (~1 ulp expf) are gradreg's (gradreg/gradreg_cpu_vec.h), compiled for baseline
+// (~1 ulp expf) are common/cpu_vec.h's, compiled for baseline
 // x86-64 (SSE2) and AVX2 and picked at run time; doubles use std::exp per lane.
 // Masks are integer lanes of -1 / 0 (also for N == 1, where they are scalars).
 #pragma once
@@ -19,7 +19,7 @@
 #include <type_traits>
 
 #include "common/cpu_isa.h"
-#include "gradreg/gradreg_cpu_vec.h"
+#include "common/cpu_vec.h"
 #include "splat/splat_math.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -31,11 +31,11 @@ namespace pyflowops {
 namespace splat {
 namespace vec {
 
-using gradreg::vec::hsum;
-using gradreg::vec::load;
-using gradreg::vec::P;
-using gradreg::vec::splat;
-using gradreg::vec::store;
+using pyflowops::vec::hsum;
+using pyflowops::vec::load;
+using pyflowops::vec::P;
+using pyflowops::vec::splat;
+using pyflowops::vec::store;
 
 // One screen-space Gaussian in opmath (gathered once per call), with the half
 // extents (ex, ey) of the pixel box outside which no pixel can pass its tests.
@@ -76,7 +76,7 @@ struct Tile {
 };
 
 template <typename T, int N>
-using M = typename gradreg::vec::Pack<T, N>::itype;
+using M = typename pyflowops::vec::Pack<T, N>::itype;
 // The integer of a mask lane (and of the per-pixel `last` buffers).
 template <typename T>
 using lane_int = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
@@ -131,7 +131,7 @@ PFO_ALWAYS_INLINE int popcount(M<T, N> m) {
 template <typename T, int N>
 PFO_ALWAYS_INLINE P<T, N> vexp(P<T, N> x) {
   if constexpr (std::is_same<T, float>::value) {
-    return gradreg::vec::vexp<N>(x);
+    return pyflowops::vec::vexp<N>(x);
   } else if constexpr (N == 1) {
     return std::exp(x);
   } else {
@@ -201,8 +201,8 @@ PFO_ALWAYS_INLINE Hit<T, N> hit_at(const Gauss<T>& g, const Tile<T>& t, int64_t 
   h.dx = load<T, N>(t.px + p) - g.mx;
   h.dy = load<T, N>(t.py + p) - g.my;
   const V r = splat<T, N>(g.r);
-  const M<T, N> inside = le<T, N>(gradreg::vec::vabs<T, N>(h.dx), r) &
-                         le<T, N>(gradreg::vec::vabs<T, N>(h.dy), r);
+  const M<T, N> inside = le<T, N>(pyflowops::vec::vabs<T, N>(h.dx), r) &
+                         le<T, N>(pyflowops::vec::vabs<T, N>(h.dy), r);
   const V sigma = T(0.5) * (g.a * h.dx * h.dx + g.c * h.dy * h.dy) + g.b * h.dx * h.dy;
   h.e = vexp<T, N>(-sigma);
   const V raw = g.o * h.e;
