@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "common/cpu_isa.h"
+#include "common/scalar_math.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
@@ -97,12 +98,11 @@ PFO_ALWAYS_INLINE To convert(From v) {
   }
 }
 
-// |x| (x < 0 ? -x : x, as the families' scalar helpers; the sign bit cleared on
-// vectors: only -0 differs, as +0).
+// |x| (pfo_abs; the sign bit cleared on vectors: only -0 differs, as +0).
 template <typename T, int N>
 PFO_ALWAYS_INLINE P<T, N> vabs(P<T, N> x) {
   if constexpr (N == 1) {
-    return x < T(0) ? -x : x;
+    return pfo_abs(x);
   } else {
     using I = typename Pack<T, N>::itype;
     return (P<T, N>)((I)x & ~(I)splat<T, N>(T(-0.0)));
@@ -116,7 +116,7 @@ PFO_ALWAYS_INLINE P<T, N> vabs(P<T, N> x) {
 template <typename T, int N>
 PFO_ALWAYS_INLINE P<T, N> vsqrt(P<T, N> x) {
   if constexpr (N == 1) {
-    return std::sqrt(x);
+    return pfo_sqrt(x);
   } else {
 #if PFO_X86_MULTIVERSION
     P<T, N> r;

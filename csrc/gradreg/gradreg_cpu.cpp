@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "common/cpu_memory.h"
+#include "common/cpu_parallel.h"
 #include "gradreg/gradreg_checks.h"
 #include "gradreg/gradreg_cpu_vec.h"
 #include "gradreg/gradreg_math.h"
@@ -62,28 +63,6 @@ int64_t balanced_rows(int64_t planes, int64_t H, int64_t min_rows) {
   const int64_t want = 8 * std::max<int64_t>(1, at::get_num_threads());
   const int64_t per_plane = std::max<int64_t>(1, (want + planes - 1) / planes);
   return std::max(min_rows, (H + per_plane - 1) / per_plane);
-}
-
-// Below this many pixels a call stays on the calling thread: waking the pool costs
-// more than the work (milliseconds on a loaded machine for a 5x7 image).
-constexpr int64_t kMinParallelPixels = 16384;
-
-// body(next) on every intra-op thread; next() hands out tasks 0..count-1 one at a
-// time (-1 when done). Dynamic, unlike parallel_for's fixed split: on a busy machine
-// a descheduled thread does not hold back a fixed share of the work. Results never
-// depend on which thread ran a task. `pixels`: the call's total work.
-template <typename Body>
-void parallel_tasks(int64_t count, int64_t pixels, const Body& body) {
-  std::atomic<int64_t> counter{0};
-  auto next = [&]() -> int64_t {
-    const int64_t t = counter.fetch_add(1, std::memory_order_relaxed);
-    return t < count ? t : -1;
-  };
-  if (pixels < kMinParallelPixels || count <= 1) {
-    body(next);
-    return;
-  }
-  at::parallel_for(0, count, 1, [&](int64_t, int64_t) { body(next); });
 }
 
 // Border columns of a W-wide row: 0 and W-1 (one column when W == 1).

@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "common/host_device.h"
+#include "common/scalar_math.h"
 
 namespace pyflowops {
 namespace gradreg {
@@ -80,14 +81,7 @@ PFO_INLINE void stencil_scales(bool normalized, acc_t* scale) {
 
 PFO_INLINE int64_t clamp_index(int64_t i, int64_t n) { return i < 0 ? 0 : (i >= n ? n - 1 : i); }
 
-PFO_INLINE float pfo_sqrt(float x) { return ::sqrtf(x); }
-PFO_INLINE double pfo_sqrt(double x) { return ::sqrt(x); }
-PFO_INLINE float pfo_exp(float x) { return ::expf(x); }
-PFO_INLINE double pfo_exp(double x) { return ::exp(x); }
-template <typename T>
-PFO_INLINE T pfo_abs(T x) {
-  return x < T(0) ? -x : x;
-}
+// pfo_sqrt, pfo_exp, pfo_abs: common/scalar_math.h.
 
 // ---- forward pieces -------------------------------------------------------------
 

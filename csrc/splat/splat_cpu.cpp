@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/cpu_parallel.h"
 #include "splat/splat_checks.h"
 #include "splat/splat_cpu_vec.h"
 #include "splat/splat_math.h"
@@ -37,26 +38,6 @@ namespace {
 
 using vec::Gauss;
 using vec::lane_int;
-
-// Below this much work (pixels or items) a call stays on the calling thread.
-constexpr int64_t kMinParallelWork = 16384;
-
-// body(next) on every intra-op thread; next() hands out tasks 0..count-1 one at a
-// time (-1 when done): dynamic, so uneven tiles balance. Results never depend on
-// which thread ran a task.
-template <typename Body>
-void parallel_tasks(int64_t count, int64_t work, const Body& body) {
-  std::atomic<int64_t> counter{0};
-  auto next = [&]() -> int64_t {
-    const int64_t t = counter.fetch_add(1, std::memory_order_relaxed);
-    return t < count ? t : -1;
-  };
-  if (work < kMinParallelWork || count <= 1) {
-    body(next);
-    return;
-  }
-  at::parallel_for(0, count, 1, [&](int64_t, int64_t) { body(next); });
-}
 
 // Opmath copy of a contiguous tensor (or its own data when already opmath).
 template <typename scalar_t, typename T = at::opmath_type<scalar_t>>

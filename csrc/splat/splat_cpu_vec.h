@@ -153,10 +153,10 @@ template <typename T>
 PFO_ALWAYS_INLINE bool footprint_span(const Gauss<T>& g, const Tile<T>& t, Span<T>* s) {
   if (g.ex < T(0)) return false;
   const T tw = static_cast<T>(t.tw), th = static_cast<T>(t.th);
-  const T c0 = splat_floor(g.mx - g.ex - T(0.5)) - static_cast<T>(t.x0) - T(1);
-  const T c1 = splat_ceil(g.mx + g.ex - T(0.5)) - static_cast<T>(t.x0) + T(1);
-  const T r0 = splat_floor(g.my - g.ey - T(0.5)) - static_cast<T>(t.y0) - T(1);
-  const T r1 = splat_ceil(g.my + g.ey - T(0.5)) - static_cast<T>(t.y0) + T(1);
+  const T c0 = pfo_floor(g.mx - g.ex - T(0.5)) - static_cast<T>(t.x0) - T(1);
+  const T c1 = pfo_ceil(g.mx + g.ex - T(0.5)) - static_cast<T>(t.x0) + T(1);
+  const T r0 = pfo_floor(g.my - g.ey - T(0.5)) - static_cast<T>(t.y0) - T(1);
+  const T r1 = pfo_ceil(g.my + g.ey - T(0.5)) - static_cast<T>(t.y0) + T(1);
   if (c1 < T(0) || c0 >= tw || r1 < T(0) || r0 >= th) return false;
   s->col0 = c0 > T(0) ? static_cast<int64_t>(c0) : 0;
   s->row0 = r0 > T(0) ? static_cast<int64_t>(r0) : 0;

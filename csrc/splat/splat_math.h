@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "common/host_device.h"
+#include "common/scalar_math.h"
 
 namespace pyflowops {
 namespace splat {
@@ -24,21 +25,6 @@ constexpr double kAlphaMin = 1.0 / 255.0;  // fainter contributions are skipped
 constexpr double kTransmittanceMin = 1e-4; // stop before T would fall below this
 constexpr double kSigmaRange = 3.0;        // radius = ceil(3 sqrt(lambda_max))
 constexpr int32_t kRadiusMax = 1 << 30;    // radius saturation (fits int32)
-
-// ---- scalar helpers that compile for host and device -----------------------------
-
-PFO_INLINE float splat_sqrt(float x) { return ::sqrtf(x); }
-PFO_INLINE double splat_sqrt(double x) { return ::sqrt(x); }
-PFO_INLINE float splat_exp(float x) { return ::expf(x); }
-PFO_INLINE double splat_exp(double x) { return ::exp(x); }
-PFO_INLINE float splat_ceil(float x) { return ::ceilf(x); }
-PFO_INLINE double splat_ceil(double x) { return ::ceil(x); }
-PFO_INLINE float splat_floor(float x) { return ::floorf(x); }
-PFO_INLINE double splat_floor(double x) { return ::floor(x); }
-template <typename T>
-PFO_INLINE T splat_abs(T x) {
-  return x < T(0) ? -x : x;
-}
 
 // ---- camera -----------------------------------------------------------------------
 
@@ -71,7 +57,7 @@ PFO_HOST_DEVICE inline Camera<T> load_camera(const scalar_t* viewmat, const scal
 // Rq of the normalized quaternion q = quat / |quat| (step 1), row-major; also q.
 template <typename T>
 PFO_HOST_DEVICE inline void quat_to_rotmat(const T* quat, T* q, T* Rq) {
-  const T n = splat_sqrt(quat[0] * quat[0] + quat[1] * quat[1] + quat[2] * quat[2] +
+  const T n = pfo_sqrt(quat[0] * quat[0] + quat[1] * quat[1] + quat[2] * quat[2] +
                          quat[3] * quat[3]);
   for (int k = 0; k < 4; ++k) q[k] = quat[k] / n;
   const T w = q[0], x = q[1], y = q[2], z = q[3];
@@ -131,8 +117,8 @@ template <typename T>
 PFO_HOST_DEVICE inline int32_t cov_radius(T c00, T c11, T det) {
   const T mid = T(0.5) * (c00 + c11);
   const T disc = mid * mid - det;
-  const T lambda_max = mid + splat_sqrt(disc > T(0) ? disc : T(0));
-  const T r = splat_ceil(T(kSigmaRange) * splat_sqrt(lambda_max));
+  const T lambda_max = mid + pfo_sqrt(disc > T(0) ? disc : T(0));
+  const T r = pfo_ceil(T(kSigmaRange) * pfo_sqrt(lambda_max));
   return r < T(kRadiusMax) ? static_cast<int32_t>(r) : kRadiusMax;
 }
 
@@ -238,7 +224,7 @@ PFO_HOST_DEVICE inline void project_one_vjp(const T* mean, const T* quat, const 
                   w * gR[6] + zq * gR[7] - T(2) * y * gR[8]);
   gq[3] = T(2) * (-T(2) * zq * gR[0] - w * gR[1] + x * gR[2] + w * gR[3] - T(2) * zq * gR[4] +
                   y * gR[5] + x * gR[6] + y * gR[7]);
-  const T n = splat_sqrt(quat[0] * quat[0] + quat[1] * quat[1] + quat[2] * quat[2] +
+  const T n = pfo_sqrt(quat[0] * quat[0] + quat[1] * quat[1] + quat[2] * quat[2] +
                          quat[3] * quat[3]);
   const T dot = gq[0] * p.q[0] + gq[1] * p.q[1] + gq[2] * p.q[2] + gq[3] * p.q[3];
   for (int k = 0; k < 4; ++k) g_quat[k] = (gq[k] - p.q[k] * dot) / n;
@@ -258,8 +244,8 @@ PFO_HOST_DEVICE inline void tile_bounds(T mx, T my, int32_t radius, int64_t widt
   if (radius <= 0) return;
   const T r = static_cast<T>(radius);
   const T w_last = static_cast<T>(width - 1), h_last = static_cast<T>(height - 1);
-  T c0 = splat_floor(mx - r - T(0.5)), c1 = splat_ceil(mx + r - T(0.5));
-  T r0 = splat_floor(my - r - T(0.5)), r1 = splat_ceil(my + r - T(0.5));
+  T c0 = pfo_floor(mx - r - T(0.5)), c1 = pfo_ceil(mx + r - T(0.5));
+  T r0 = pfo_floor(my - r - T(0.5)), r1 = pfo_ceil(my + r - T(0.5));
   if (c1 < T(0) || c0 > w_last || r1 < T(0) || r0 > h_last) return;
   c0 = c0 > T(0) ? c0 : T(0);
   r0 = r0 > T(0) ? r0 : T(0);
@@ -289,10 +275,10 @@ template <typename T>
 PFO_HOST_DEVICE inline bool pixel_alpha(T px, T py, T mx, T my, T r, T ca, T cb, T cc,
                                         T opacity, PixelHit<T>* hit) {
   const T dx = px - mx, dy = py - my;
-  if (!(splat_abs(dx) <= r && splat_abs(dy) <= r)) return false;
+  if (!(pfo_abs(dx) <= r && pfo_abs(dy) <= r)) return false;
   const T sigma = T(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
   if (sigma < T(0)) return false;
-  const T e = splat_exp(-sigma);
+  const T e = pfo_exp(-sigma);
   const T raw = opacity * e;
   const bool clamped = !(raw < T(kAlphaMax));
   const T alpha = clamped ? T(kAlphaMax) : raw;
