@@ -185,7 +185,11 @@ setup(
     version="0.1.0",
     description="Correlation, Gaussian splatting and gradient regularization ops for facial optical flow",
     python_requires=">=3.10",
-    packages=find_packages(include=["pyflowops*"]),
+    # models/ installs as `pyflowops_models`: no generic top-level `models` lands in users' environments.
+    packages=find_packages(include=["pyflowops*"])
+    + ["pyflowops_models"]
+    + [f"pyflowops_models.{p}" for p in find_packages(where="models")],
+    package_dir={"pyflowops_models": "models"},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     zip_safe=False,

@@ -1,0 +1,44 @@
+"""One way to make a model: ``create(name, size, corr, **options)``."""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+from .correlation import CORR_MODES
+
+__all__ = ["create", "MODEL_NAMES", "SIZES"]
+
+MODEL_NAMES = ("raft", "gma", "decflow", "srflownet")
+SIZES = ("full", "small")
+_NOT_BUILT = ("gma", "decflow", "srflownet")
+
+
+def create(name: str, size: str = "full", corr: str = "auto", **options) -> nn.Module:
+    """Build a flow network.
+
+    Args:
+        name: one of ``raft``, ``gma``, ``decflow``, ``srflownet``.
+        size: ``full`` (the paper's configuration) or ``small`` (for CPU work).
+        corr: ``allpairs`` (pyflowops.nn.CorrBlock), ``onthefly``
+            (pyflowops.nn.AlternateCorrBlock) or ``auto`` (on-the-fly when the
+            all-pairs pyramid would pass ``corr_memory_budget`` bytes, default 2 GiB).
+        **options: model-specific keyword arguments (RAFT: ``dropout``,
+            ``corr_memory_budget``).
+
+    Returns:
+        The model; ``model(image1, image2, iters=12)`` takes images [B, 3, H, W]
+        (float, 0..255, any H and W). Eval mode: the final flow [B, 2, H, W];
+        train mode: the list of per-iteration flows [B, 2, H, W].
+    """
+    if not isinstance(name, str) or name.lower() not in MODEL_NAMES:
+        raise ValueError(f"create: name must be one of {MODEL_NAMES}, got {name!r}")
+    if size not in SIZES:
+        raise ValueError(f"create: size must be one of {SIZES}, got {size!r}")
+    if corr not in CORR_MODES:
+        raise ValueError(f"create: corr must be one of {CORR_MODES}, got {corr!r}")
+    name = name.lower()
+    if name in _NOT_BUILT:
+        raise NotImplementedError(f"create: model {name!r} is not built yet: issue 7 (only 'raft' is available)")
+    from .raft import RAFT
+
+    return RAFT(size=size, corr=corr, **options)
