@@ -6,8 +6,10 @@ Installed from the top-level ``models/`` folder as the import package
     import pyflowops_models
     model = pyflowops_models.create("raft", size="small")   # images [B, 3, H, W], 0..255
     flow = model.eval()(image1, image2, iters=12)            # [B, 2, H, W]
+    pyflowops_models.load_checkpoint(model, "raft-small.pth") # official (module.-prefixed) or ours
 """
 
+from .checkpoint import LoadReport, load_checkpoint
 from .registry import MODEL_NAMES, SIZES, create
 
-__all__ = ["create", "MODEL_NAMES", "SIZES"]
+__all__ = ["create", "load_checkpoint", "LoadReport", "MODEL_NAMES", "SIZES"]
