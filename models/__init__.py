@@ -4,9 +4,12 @@ Installed from the top-level ``models/`` folder as the import package
 ``pyflowops_models``::
 
     import pyflowops_models
-    model = pyflowops_models.create("raft", size="small")   # images [B, 3, H, W], 0..255
-    flow = model.eval()(image1, image2, iters=12)            # [B, 2, H, W]
-    pyflowops_models.load_checkpoint(model, "raft-small.pth") # official (module.-prefixed) or ours
+    model = pyflowops_models.create("gma", size="small")    # raft | gma | decflow | srflownet
+    flow = model.eval()(image1, image2, iters=12)            # images [B, 3, H, W] 0..255 -> [B, 2, H, W]
+    pyflowops_models.load_checkpoint(model, "gma-sintel.pth") # official (module.-prefixed) or ours
+
+    decflow = pyflowops_models.create("decflow", semantic_weights="resnet50.pth")
+    out = decflow.eval()(image1, image2)                     # {"facial", "head", "expression"}
 """
 
 from .checkpoint import LoadReport, load_checkpoint

@@ -2,7 +2,8 @@
 
 The official training scripts save ``model.state_dict()`` of an ``nn.DataParallel``
 wrapper, so every key starts with ``module.``; our module names follow theirs, so
-stripping that prefix is all the mapping there is. Our own files are plain state
+stripping that prefix is the mapping (DecFlow also renames the official semantic
+encoder's keys, see ``DecFlow.translate_official_state``). Our own files are plain state
 dicts too, read with ``torch.load(weights_only=True)`` (no pickled code runs).
 """
 
@@ -23,16 +24,17 @@ class LoadReport:
 
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # known official keys that nothing reads (DecFlow's stage 3)
 
     @property
     def ok(self) -> bool:
         return not self.missing and not self.unexpected
 
     def __str__(self) -> str:
-        if self.ok:
+        if self.ok and not self.ignored:
             return "all keys matched"
-        parts = []
-        for title, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
+        parts = ["all keys matched"] if self.ok else []
+        for title, keys in (("missing", self.missing), ("unexpected", self.unexpected), ("ignored", self.ignored)):
             if keys:
                 shown = ", ".join(keys[:8]) + (f", ... ({len(keys) - 8} more)" if len(keys) > 8 else "")
                 parts.append(f"{len(keys)} {title}: {shown}")
@@ -73,9 +75,12 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"load_checkpoint: {path} does not hold a state dict of tensors")
     state = strip_prefix(state)
+    ignored: list[str] = []
+    if hasattr(model, "translate_official_state"):  # DecFlow: the official semantic encoder's names
+        state, ignored = model.translate_official_state(state)
     expected = model.state_dict()
     report = LoadReport(
-        missing=sorted(set(expected) - set(state)), unexpected=sorted(set(state) - set(expected))
+        missing=sorted(set(expected) - set(state)), unexpected=sorted(set(state) - set(expected)), ignored=ignored
     )
     if strict and not report.ok:
         raise ValueError(f"load_checkpoint: {path} does not fit {type(model).__name__}: {report}")

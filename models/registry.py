@@ -10,7 +10,6 @@ __all__ = ["create", "MODEL_NAMES", "SIZES"]
 
 MODEL_NAMES = ("raft", "gma", "decflow", "srflownet")
 SIZES = ("full", "small")
-_NOT_BUILT = ("gma", "decflow", "srflownet")
 
 
 def create(name: str, size: str = "full", corr: str = "auto", **options) -> nn.Module:
@@ -22,13 +21,23 @@ def create(name: str, size: str = "full", corr: str = "auto", **options) -> nn.M
         corr: ``allpairs`` (pyflowops.nn.CorrBlock), ``onthefly``
             (pyflowops.nn.AlternateCorrBlock) or ``auto`` (on-the-fly when the
             all-pairs pyramid would pass ``corr_memory_budget`` bytes, default 2 GiB).
-        **options: model-specific keyword arguments (RAFT: ``dropout``,
-            ``corr_memory_budget``).
+        **options: model keyword arguments: all take ``dropout``,
+            ``corr_memory_budget`` and ``corr_block``; gma, decflow and srflownet
+            ``softmax`` (``fused`` | ``explicit``); decflow ``semantic`` and
+            ``semantic_weights``.
 
     Returns:
         The model; ``model(image1, image2, iters=12)`` takes images [B, 3, H, W]
-        (float, 0..255, any H and W). Eval mode: the final flow [B, 2, H, W];
-        train mode: the list of per-iteration flows [B, 2, H, W].
+        (float, 0..255, any H and W). Eval mode: the final flow [B, 2, H, W]
+        (decflow: a dict of ``facial``, ``head``, ``expression`` flows); train
+        mode: the list of per-iteration flows [B, 2, H, W] (decflow: a dict of
+        ``facial`` and ``head`` lists).
+
+    Example:
+        >>> model = create("gma", size="small").eval()
+        >>> flow = model(torch.rand(1, 3, 100, 120) * 255, torch.rand(1, 3, 100, 120) * 255, iters=4)
+        >>> flow.shape
+        torch.Size([1, 2, 100, 120])
     """
     if not isinstance(name, str) or name.lower() not in MODEL_NAMES:
         raise ValueError(f"create: name must be one of {MODEL_NAMES}, got {name!r}")
@@ -36,9 +45,10 @@ def create(name: str, size: str = "full", corr: str = "auto", **options) -> nn.M
         raise ValueError(f"create: size must be one of {SIZES}, got {size!r}")
     if corr not in CORR_MODES:
         raise ValueError(f"create: corr must be one of {CORR_MODES}, got {corr!r}")
-    name = name.lower()
-    if name in _NOT_BUILT:
-        raise NotImplementedError(f"create: model {name!r} is not built yet: issue 7 (only 'raft' is available)")
+    from .decflow import DecFlow
+    from .gma import GMA
     from .raft import RAFT
+    from .srflownet import SRFlowNet
 
-    return RAFT(size=size, corr=corr, **options)
+    model_class = {"raft": RAFT, "gma": GMA, "decflow": DecFlow, "srflownet": SRFlowNet}[name.lower()]
+    return model_class(size=size, corr=corr, **options)

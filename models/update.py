@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .attention import Aggregate, QueryKey
+
 __all__ = [
     "FlowHead",
     "ConvGRU",
@@ -18,12 +20,22 @@ __all__ = [
     "BasicMotionEncoder",
     "SmallUpdateBlock",
     "BasicUpdateBlock",
+    "GMAUpdateBlock",
+    "corr_planes",
+    "mask_head",
 ]
 
 
 def corr_planes(corr_levels: int, corr_radius: int) -> int:
     """Channels of a correlation lookup: L * (2r+1)^2."""
     return corr_levels * (2 * corr_radius + 1) ** 2
+
+
+def mask_head(hidden_dim: int) -> nn.Sequential:
+    """Convex-upsampling weights: hidden [B, hidden_dim, H, W] -> logits [B, 64*9, H, W] (RAFT's ``mask``)."""
+    return nn.Sequential(
+        nn.Conv2d(hidden_dim, 256, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(256, 64 * 9, 1, padding=0)
+    )
 
 
 class FlowHead(nn.Module):
@@ -148,13 +160,55 @@ class BasicUpdateBlock(nn.Module):
         self.encoder = BasicMotionEncoder(corr_levels, corr_radius)
         self.gru = SepConvGRU(hidden_dim=hidden_dim, input_dim=128 + context_dim)
         self.flow_head = FlowHead(hidden_dim, hidden_dim=256)
-        self.mask = nn.Sequential(
-            nn.Conv2d(hidden_dim, 256, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(256, 64 * 9, 1, padding=0)
-        )
+        self.mask = mask_head(hidden_dim)
 
     def forward(self, net, inp, corr, flow):
         motion = self.encoder(flow, corr)
         net = self.gru(net, torch.cat([inp, motion], dim=1))
         delta_flow = self.flow_head(net)
         mask = 0.25 * self.mask(net)  # RAFT scales the mask logits to balance gradients
+        return net, mask, delta_flow
+
+
+class GMAUpdateBlock(nn.Module):
+    """GMA's update: RAFT's, with the motion features also aggregated globally by attention.
+
+    The GRU reads cat(inp, motion, aggregated motion). Full: BasicMotionEncoder
+    (128), SepConvGRU(128), convex-upsampling mask (official ``GMAUpdateBlock``
+    names); small: SmallMotionEncoder (82), ConvGRU, no mask (bilinear upsampling).
+
+    forward(net [B, hidden, H, W], inp [B, context, H, W], corr, flow [B, 2, H, W], attention: QueryKey)
+    -> (net, mask [B, 576, H, W] or None, delta_flow [B, 2, H, W]).
+    """
+
+    def __init__(
+        self,
+        corr_levels: int = 4,
+        corr_radius: int = 4,
+        hidden_dim: int = 128,
+        context_dim: int = 128,
+        small: bool = False,
+        softmax: str = "fused",
+    ) -> None:
+        super().__init__()
+        motion_dim = 82 if small else 128
+        gru_input = context_dim + 2 * motion_dim
+        if small:
+            self.encoder = SmallMotionEncoder(corr_levels, corr_radius)
+            self.gru = ConvGRU(hidden_dim=hidden_dim, input_dim=gru_input)
+            self.flow_head = FlowHead(hidden_dim, hidden_dim=128)
+            self.mask = None
+        else:
+            self.encoder = BasicMotionEncoder(corr_levels, corr_radius)
+            self.gru = SepConvGRU(hidden_dim=hidden_dim, input_dim=gru_input)
+            self.flow_head = FlowHead(hidden_dim, hidden_dim=256)
+            self.mask = mask_head(hidden_dim)
+        self.aggregator = Aggregate(dim=motion_dim, heads=1, dim_head=motion_dim, softmax=softmax)
+
+    def forward(self, net, inp, corr, flow, attention: QueryKey):
+        motion = self.encoder(flow, corr)
+        motion_global = self.aggregator(attention, motion)
+        net = self.gru(net, torch.cat([inp, motion, motion_global], dim=1))
+        delta_flow = self.flow_head(net)
+        mask = None if self.mask is None else 0.25 * self.mask(net)  # RAFT's gradient-balancing scale
         return net, mask, delta_flow

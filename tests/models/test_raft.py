@@ -212,12 +212,6 @@ def test_create_errors_name_the_argument(kwargs, arg):
         pyflowops_models.create(**kwargs)
 
 
-@pytest.mark.parametrize("name", ["gma", "decflow", "srflownet"])
-def test_create_not_built_yet(name):
-    with pytest.raises(NotImplementedError, match="not built yet"):
-        pyflowops_models.create(name)
-
-
 def test_bad_images():
     model = _model("small")
     image1, image2 = _images()
