@@ -17,7 +17,7 @@ export MAX_JOBS ?= 2
 export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0+PTX
 DEPS_STAMP := $(VENV)/.stamp-deps
 BUILD_STAMP := $(VENV)/.stamp-build-cuda$(FORCE_CUDA)
-SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
+SOURCES := setup.py pyproject.toml $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
 
 .PHONY: all demo test bench build clean
 
