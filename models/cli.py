@@ -1,7 +1,8 @@
 """The ``pyflowops`` command: ``pyflowops info|synth|train|eval|infer|bench``.
 
-``info`` works now (build, backends, models). The others are the jobs of the
-data, training and evaluation issues; until they land each says so and exits 2.
+``info`` (build, backends, models) and ``synth`` (synthetic facial flow data)
+work now. The others are the jobs of the training and evaluation issues; until
+they land each says so and exits 2.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ __all__ = ["main"]
 
 # subcommand -> what it will do, and the issue that builds it
 _PLANNED = {
-    "synth": ("generate synthetic facial flow data (Gaussian-splatting heads)", 8),
     "train": ("train DecFlow / SRFlowNet", 10),
     "eval": ("evaluate a checkpoint (EPE, 1/3/5 px)", 11),
     "infer": ("flow for an image pair or a video", 11),
@@ -37,10 +37,52 @@ def _info(_: argparse.Namespace) -> int:
     return 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    from .data.writer import synthesize
+
+    report = synthesize(args.out, args.sequences, size=args.size, workers=args.workers, seed=args.seed,
+                        split=args.split, first_index=args.first_index, backgrounds=args.backgrounds,
+                        textures=args.textures, progress=not args.quiet)
+    print(f"pyflowops synth: {report.written_sequences} sequences ({report.written_pairs} pairs) written to "
+          f"{args.out} in {report.seconds:.1f} s ({report.pairs_per_minute:.1f} pairs/min); "
+          f"{report.skipped_sequences} already complete, skipped")
+    return 0
+
+
+def _add_synth(sub) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="generate synthetic facial flow data (Gaussian-splatting heads)",
+        description="Render FacialFlowNet-style sequences of procedural Gaussian heads going from a neutral face "
+        "to an emotion and a head pose, with exact facial and head flow (expression = facial - head), "
+        "masks, face-part labels, depth and occlusion, in the FacialFlowNet folder layout. "
+        "Deterministic: (seed, sequence index) fixes a sequence. Resumable: complete sequences are skipped.",
+    )
+    p.add_argument("--out", required=True, help="dataset root folder (created; an existing one is resumed)")
+    p.add_argument("--sequences", type=int, required=True,
+                   help="number of sequences to make; each has 5, 10, 15 or 20 pairs (FacialFlowNet's motion scales)")
+    p.add_argument("--size", type=int, default=512, help="image width = height in pixels (default 512)")
+    p.add_argument("--workers", type=int, default=2, help="processes rendering in parallel (default 2)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the data set's seed; the same seed and indices give byte-identical files (default 0)")
+    p.add_argument("--first-index", type=int, default=0,
+                   help="index of the first sequence: give separate runs or machines disjoint ranges "
+                   "(e.g. 0 and 1000 with --sequences 1000) to make disjoint shards of one set (default 0)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="train",
+                   help="the split folder written (default train)")
+    p.add_argument("--backgrounds", default=None,
+                   help="folder of background images (default: scikit-image's bundled textures)")
+    p.add_argument("--textures", default=None,
+                   help="folder of frontal face photos projected onto the heads (default: procedural skin)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_synth)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyflowops", description="Facial optical flow: kernels, models, data.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="build, backends and models").set_defaults(run=_info)
+    _add_synth(sub)
     for name, (what, issue) in _PLANNED.items():
         def planned(_: argparse.Namespace, name=name, issue=issue) -> int:
             print(f"pyflowops {name}: not available in this version yet (planned: issue {issue})", file=sys.stderr)

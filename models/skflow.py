@@ -173,7 +173,9 @@ class SKUpdateBlock(nn.Module):
         self.gru = SuperKernelBlock(hidden_dim + context_dim + 2 * motion_dim, hidden_dim, update_kernels)
         self.flow_head = SuperKernelBlock(hidden_dim, 2, kernels)
         self.mask = mask_head(hidden_dim)
-        self.aggregator = Aggregate(dim=motion_dim, heads=1, dim_head=motion_dim, softmax=softmax)
+        # values as wide as the attention's queries (official: both 128): CPU flash attention needs
+        # equal head dims, else SDPA falls back to storing the (HW)^2 matrix; project back to motion_dim
+        self.aggregator = Aggregate(dim=motion_dim, heads=1, dim_head=context_dim, softmax=softmax)
 
     def forward(
         self,

@@ -203,7 +203,9 @@ class GMAUpdateBlock(nn.Module):
             self.gru = SepConvGRU(hidden_dim=hidden_dim, input_dim=gru_input)
             self.flow_head = FlowHead(hidden_dim, hidden_dim=256)
             self.mask = mask_head(hidden_dim)
-        self.aggregator = Aggregate(dim=motion_dim, heads=1, dim_head=motion_dim, softmax=softmax)
+        # values as wide as the attention's queries (official: both 128): CPU flash attention needs
+        # equal head dims, else SDPA falls back to storing the (HW)^2 matrix; project back to motion_dim
+        self.aggregator = Aggregate(dim=motion_dim, heads=1, dim_head=context_dim, softmax=softmax)
 
     def forward(self, net, inp, corr, flow, attention: QueryKey):
         motion = self.encoder(flow, corr)

@@ -94,6 +94,21 @@ def test_fused_attention_equals_explicit_softmax(name):
     torch.testing.assert_close(fused, explicit, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("size", ["small", "full"])
+@pytest.mark.parametrize("name", ["gma", "decflow", "srflownet"])
+def test_fused_attention_never_builds_the_matrix(name, size):
+    """SDPA takes its math path (which stores the (HW)^2 matrix: 16 GiB at 2048^2) when q/k/v are
+    strided or their head dims differ; the models must always reach the flash kernel."""
+    from torch.profiler import profile
+
+    model = _model(name, size).eval()
+    with torch.no_grad(), profile() as prof:
+        model(*_images(), iters=1)
+    kernels = {e.name for e in prof.events() if "scaled_dot_product" in e.name}
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in kernels, kernels
+    assert "aten::_scaled_dot_product_attention_math" not in kernels, kernels
+
+
 @pytest.mark.parametrize("name", ["gma", "decflow", "srflownet"])
 def test_deterministic_under_fixed_seed(name):
     image1, image2 = _images()
