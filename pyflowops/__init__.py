@@ -19,6 +19,7 @@ from pyflowops.flow_render import composite_flow, flow_features, flow_occlusion,
 from pyflowops.gaussians import Gaussians
 
 from pyflowops import nn  # torch.nn-style access: pyflowops.nn.CorrBlock after `import pyflowops`
+from pyflowops import flow  # flow IO / visualisation / metrics: pyflowops.flow.read_flo
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,7 @@ __all__ = [
     "corr_lookup",
     "corr_lookup_onthefly",
     "corr_pyramid",
+    "flow",
     "flow_features",
     "flow_occlusion",
     "gradient_regularization",
