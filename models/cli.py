@@ -42,11 +42,21 @@ def _synth(args: argparse.Namespace) -> int:
 
     report = synthesize(args.out, args.sequences, size=args.size, workers=args.workers, seed=args.seed,
                         split=args.split, first_index=args.first_index, backgrounds=args.backgrounds,
-                        textures=args.textures, progress=not args.quiet)
+                        textures=args.textures, progress=not args.quiet, motion_scales=args.motion_scales)
     print(f"pyflowops synth: {report.written_sequences} sequences ({report.written_pairs} pairs) written to "
           f"{args.out} in {report.seconds:.1f} s ({report.pairs_per_minute:.1f} pairs/min); "
           f"{report.skipped_sequences} already complete, skipped")
     return 0
+
+
+def _lengths(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"lengths must be >= 1, got {text!r}")
+    return values
 
 
 def _add_synth(sub) -> None:
@@ -74,6 +84,9 @@ def _add_synth(sub) -> None:
                    help="folder of background images (default: scikit-image's bundled textures)")
     p.add_argument("--textures", default=None,
                    help="folder of frontal face photos projected onto the heads (default: procedural skin)")
+    p.add_argument("--motion-scales", type=_lengths, default=(5, 10, 15, 20),
+                   help="comma-separated sequence lengths n to draw from (default 5,10,15,20 as FacialFlowNet: "
+                   "a pair moves about 1/n of the way to the target)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_synth)
 
