@@ -3,7 +3,10 @@
 Usage::
 
     python -m pytest benchmarks -q --benchmark-json=benchmarks/.raw/results.json
-    python -m benchmarks.report benchmarks/.raw/results.json [--out benchmarks/RESULTS.md]
+    python -m benchmarks.report benchmarks/.raw/results.json [more.json ...] [--out benchmarks/RESULTS.md]
+
+Several JSON files (e.g. the main sweep and ``benchmarks/test_models.py``'s run) are
+merged: their benchmarks and skipped cases together, the first file's machine info.
 
 Every ratio is computed from numbers measured in the same run. Times on a
 shared 2-core CPU are indicative; the report marks cases during which other
@@ -71,8 +74,31 @@ class Row:
 # ---------------------------------------------------------------------------
 
 
-def load(path: Path) -> tuple[list[Row], dict[str, Any], dict[str, Any]]:
-    data = json.loads(path.read_text())
+def merge(datas: list[dict[str, Any]]) -> dict[str, Any]:
+    """One pytest-benchmark JSON from several runs: their ``benchmarks`` and skipped cases concatenated.
+
+    Everything else (machine, date, budgets, bandwidth, session time) comes from the first
+    file; a key only a later file has is taken from the first file that has it.
+    """
+    if not datas:
+        raise ValueError("merge: no results")
+    merged = dict(datas[0])
+    merged["benchmarks"] = [b for d in datas for b in d.get("benchmarks", [])]
+    extras = [d.get("pyflowops") for d in datas if d.get("pyflowops")]
+    if extras:
+        extra: dict[str, Any] = {}
+        for e in extras:
+            for key, value in e.items():
+                extra.setdefault(key, value)
+        extra["skipped"] = [s for e in extras for s in e.get("skipped", [])]
+        merged["pyflowops"] = extra
+    return merged
+
+
+def load(source: Path | list[Path]) -> tuple[list[Row], dict[str, Any], dict[str, Any]]:
+    """Rows of the correlation families, the ``pyflowops`` extras and the whole JSON (several files: merged)."""
+    paths = [source] if isinstance(source, Path) else list(source)
+    data = merge([json.loads(p.read_text()) for p in paths])
     extra = data.get("pyflowops", {})
     rows = []
     for bench in data.get("benchmarks", []):
@@ -517,6 +543,10 @@ def render(rows: list[Row], extra: dict[str, Any], data: dict[str, Any], out: Pa
     from benchmarks import report_splat
 
     doc += report_splat.section(data, out)
+    from benchmarks import report_models, report_synth
+
+    doc += report_models.section(data, out)
+    doc += report_synth.section(data, out)
     text = "\n".join(doc)
     out.write_text(text)
     return text
@@ -579,21 +609,24 @@ def _corr_sections(index: Index, rows: list[Row], extra: dict[str, Any], ram: in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, help="pytest-benchmark JSON (--benchmark-json)")
+    parser.add_argument("results", type=Path, nargs="+",
+                        help="pytest-benchmark JSON (--benchmark-json); several are merged (the first one's "
+                             "machine description is used)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown file to write (PNGs go next to it)")
     args = parser.parse_args(argv)
-    if not args.results.exists():
-        parser.error(f"{args.results} does not exist: run `python -m pytest benchmarks "
-                     f"--benchmark-json={args.results}` first")
+    for path in args.results:
+        if not path.exists():
+            parser.error(f"{path} does not exist: run `python -m pytest benchmarks "
+                         f"--benchmark-json={path}` first")
     rows, extra, data = load(args.results)
-    from benchmarks import report_gradreg, report_splat
+    from benchmarks import report_gradreg, report_models, report_splat
 
-    gradreg_rows, splat_rows = report_gradreg.load(data), report_splat.load(data)
-    if not rows and not gradreg_rows and not splat_rows:
-        parser.error(f"{args.results} holds no pyflowops benchmark results")
+    gradreg_rows, splat_rows, model_rows = report_gradreg.load(data), report_splat.load(data), report_models.load(data)
+    if not rows and not gradreg_rows and not splat_rows and not model_rows:
+        parser.error(f"{' '.join(map(str, args.results))} holds no pyflowops benchmark results")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     render(rows, extra, data, args.out)
-    everything = [*rows, *gradreg_rows, *splat_rows]
+    everything = [*rows, *gradreg_rows, *splat_rows, *model_rows]
     print(f"wrote {args.out} ({sum(r.ran for r in everything)} measured, {sum(not r.ran for r in everything)} not run)")
     return 0
 
