@@ -231,3 +231,38 @@ def test_augmentation_keeps_flow_consistent_with_the_images():
     flipped = FlowAugmentor(crop_size=(96, 96), spatial_prob=0.0, stretch_prob=0.0, min_scale=0, max_scale=0)
     out = flipped(sample, torch.Generator().manual_seed(0))
     assert torch.isfinite(out["flow"]).all()
+
+
+def test_face_photo_texture_is_projected_frontally(tmp_path):
+    """A 'photo' whose left half is red and right half blue colours the front of the head
+    that way (x < 0 is image left); the sides and the eyes keep the procedural colours."""
+    from PIL import Image
+
+    photo = np.zeros((64, 64, 3), np.uint8)
+    photo[:, :32] = (220, 30, 30)
+    photo[:, 32:] = (30, 30, 220)
+    Image.fromarray(photo).save(tmp_path / "face.png")
+    spec = _spec(size=64)
+    plain = build_head(spec.identity, resolution=64, generator=torch.Generator().manual_seed(0))
+    textured = build_head(spec.identity, resolution=64, texture=str(tmp_path / "face.png"),
+                          generator=torch.Generator().manual_seed(0))
+    front = (textured.normals[:, 2] < -0.8) & (textured.labels == 1)  # skin facing the camera
+    left, right = front & (textured.gaussians.means[:, 0] < -0.15), front & (textured.gaussians.means[:, 0] > 0.15)
+    assert textured.albedo[left, 0].mean() > 0.7 and textured.albedo[left, 2].mean() < 0.3
+    assert textured.albedo[right, 2].mean() > 0.7 and textured.albedo[right, 0].mean() < 0.3
+    eyes = textured.labels == 3
+    torch.testing.assert_close(textured.albedo[eyes], plain.albedo[eyes])
+
+
+def test_astronaut_is_reserved_for_evaluation():
+    """No default training image may contain scikit-image's astronaut (kept for evaluation)."""
+    import inspect
+
+    from pyflowops_models.data import backgrounds, head, texture
+    from pyflowops_models.data.backgrounds import DEFAULT_TEXTURES, RESERVED_FOR_EVALUATION, Backgrounds
+
+    assert "astronaut" in RESERVED_FOR_EVALUATION and not set(DEFAULT_TEXTURES) & set(RESERVED_FOR_EVALUATION)
+    assert Backgrounds().names == DEFAULT_TEXTURES
+    for module in (head, texture):
+        assert "astronaut" not in inspect.getsource(module)
+    assert inspect.getsource(backgrounds).count('"astronaut"') == 1  # only in RESERVED_FOR_EVALUATION
