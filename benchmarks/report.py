@@ -403,6 +403,14 @@ def _series_label(device: str, mode: str, backend: str, batch: int, multi_device
     return f"{name} {backend}{'@' + device if multi_device else ''} b{batch}"
 
 
+def save_figure(fig, path: Path) -> bool:
+    """Lay out, write (110 dpi) and close a report figure; True for the callers' ``have_plot``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def plot_memory(index: Index, ram: int, path: Path) -> bool:
     series = _series(index, "raft_inference")
     if not series:
@@ -441,10 +449,7 @@ def plot_memory(index: Index, ram: int, path: Path) -> bool:
     ax.set_title("RAFT inference (12 lookups): peak memory vs resolution")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return save_figure(fig, path)
 
 
 def plot_time(index: Index, path: Path) -> bool:
@@ -473,10 +478,7 @@ def plot_time(index: Index, path: Path) -> bool:
         ax.set_title(titles[family])
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.report import CONTENDED, fmt_bytes, fmt_share, fmt_speed, fmt_time  # noqa: E402
+from benchmarks.report import CONTENDED, fmt_bytes, fmt_share, fmt_speed, fmt_time, save_figure  # noqa: E402
 
 FAMILY = "gradreg"
 PLOT_NAME = "gradreg_time_vs_resolution.png"
@@ -362,10 +362,7 @@ def plot(table: Table, path: Path) -> bool:
             ax.set_title(f"gradient regularization {DIRECTIONS[direction]} — {device}", fontsize=10)
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.report import CONTENDED, GIB, fmt_bytes, fmt_speed, fmt_time  # noqa: E402
+from benchmarks.report import CONTENDED, GIB, fmt_bytes, fmt_speed, fmt_time, save_figure  # noqa: E402
 
 FAMILIES = ("model_train_step", "model_highres", "model_memory")
 PLOT_NAME = "models_memory_vs_resolution.png"
@@ -240,10 +240,7 @@ def plot(rows: list[MRow], path: Path) -> bool:
     ax.set_title("Eval forward (no_grad, 2 iterations): peak memory vs resolution")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.report import CONTENDED, fmt_time  # noqa: E402
+from benchmarks.report import CONTENDED, fmt_time, save_figure  # noqa: E402
 
 FAMILY = "splat"
 PLOT_NAME = "splat_time_vs_gaussians.png"
@@ -198,10 +198,7 @@ def plot(rows: list[SRow], path: Path) -> bool:
     ax.set_title("render (projection + rasterization), C = 3")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return save_figure(fig, path)
 
 
 def section(data: dict[str, Any], out: Path) -> list[str]:
