@@ -1,7 +1,7 @@
-"""The ``pyflowops`` command: ``pyflowops info|synth|train|eval|infer|bench``.
+"""The ``pyflowops`` command: ``pyflowops info|synth|stats|train|eval|infer|bench``.
 
-``info`` (build, backends, models) and ``synth`` (synthetic facial flow data)
-work now. The others are the jobs of the training and evaluation issues; until
+``info`` (build, backends, models), ``synth`` (synthetic facial flow data) and
+``stats`` (a data set's flow statistics) work now. The others are the jobs of the training and evaluation issues; until
 they land each says so and exits 2.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -46,7 +47,43 @@ def _synth(args: argparse.Namespace) -> int:
     print(f"pyflowops synth: {report.written_sequences} sequences ({report.written_pairs} pairs) written to "
           f"{args.out} in {report.seconds:.1f} s ({report.pairs_per_minute:.1f} pairs/min); "
           f"{report.skipped_sequences} already complete, skipped")
+    if args.report:
+        return _write_stats(args.out, Path(args.out) / "report", args.split, samples=8, quiet=args.quiet)
     return 0
+
+
+def _write_stats(data: str, out: Path, split: str, samples: int, quiet: bool) -> int:
+    from .data.stats import write_report
+
+    try:
+        stats = write_report(data, out, split=split, samples=samples, progress=not quiet)
+    except ValueError as err:
+        print(f"pyflowops stats: {err}", file=sys.stderr)
+        return 2
+    facial = stats["all"].get("facial", {})
+    print(f"pyflowops stats: {stats['all']['pairs']} pairs, facial flow in the mask mean "
+          f"{facial.get('mean', float('nan')):.2f} px, p99 {facial.get('p99', float('nan')):.2f} px; "
+          f"wrote {out}/flow_histograms.png, sample_panels.png, stats.json")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    return _write_stats(args.data, Path(args.out), args.split, args.samples, args.quiet)
+
+
+def _add_stats(sub) -> None:
+    p = sub.add_parser(
+        "stats",
+        help="flow statistics and sample pictures of a data set",
+        description="Flow-magnitude histograms of facial, head and expression flow per motion scale, a grid of "
+        "sample panels and the numbers (stats.json), for any FacialFlowNet-layout data set (ours or the real one).",
+    )
+    p.add_argument("--data", required=True, help="the data set root (holding image/, flow/, mask/)")
+    p.add_argument("--out", required=True, help="folder for flow_histograms.png, sample_panels.png, stats.json")
+    p.add_argument("--split", default="train", help="the split folder to read (default train)")
+    p.add_argument("--samples", type=int, default=8, help="pairs shown in sample_panels.png (default 8)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_stats)
 
 
 def _lengths(text: str) -> tuple[int, ...]:
@@ -87,6 +124,8 @@ def _add_synth(sub) -> None:
     p.add_argument("--motion-scales", type=_lengths, default=(5, 10, 15, 20),
                    help="comma-separated sequence lengths n to draw from (default 5,10,15,20 as FacialFlowNet: "
                    "a pair moves about 1/n of the way to the target)")
+    p.add_argument("--report", action="store_true",
+                   help="also write flow statistics and sample pictures into OUT/report (see `pyflowops stats`)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_synth)
 
@@ -96,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="build, backends and models").set_defaults(run=_info)
     _add_synth(sub)
+    _add_stats(sub)
     for name, (what, issue) in _PLANNED.items():
         def planned(_: argparse.Namespace, name=name, issue=issue) -> int:
             print(f"pyflowops {name}: not available in this version yet (planned: issue {issue})", file=sys.stderr)
