@@ -73,6 +73,27 @@ class TestCorrPyramid:
         f1, f2 = torch.randn(2, 2, 5, 4, 6, dtype=torch.float64).unbind(0)
         torch.library.opcheck(torch.ops.pyflowops.corr_pyramid.default, (f1, f2, 2))
 
+    def test_more_maps_than_a_cuda_grid_dimension(self, kernel_case):
+        """B*H*W = 65,600 > 65,535 maps: the pooling avg_pool2d cannot do on CUDA (issue 9). Values and
+        gradients equal an explicit 2x2 mean of the level above (odd sizes: the last row/column dropped)."""
+        backend, device = kernel_case
+        f1, f2 = leaves(*torch.randn(2, 1025, 3, 8, 8, dtype=torch.float64, device=device).unbind(0))
+        assert f1.shape[0] * 8 * 8 > reference.MAX_POOL_MAPS
+        got = pyflowops.corr_pyramid(f1, f2, 3, backend=backend)
+        for upper, lower in zip(got, got[1:]):
+            h2, w2 = lower.shape[-2:]
+            blocks = upper[..., : 2 * h2, : 2 * w2].reshape(*upper.shape[:3], h2, 2, w2, 2)
+            assert_close(lower, blocks.mean((-1, -3)))
+        cotangents = [torch.randn_like(p) for p in got]
+        r1, r2 = leaves(f1.detach(), f2.detach())
+        # the same pyramid pooled by avg_pool2d (fine on the CPU at any count) gives the same gradients
+        pooled = [torch.matmul(r1.flatten(2).transpose(1, 2), r2.flatten(2)).div(3**0.5).reshape(-1, 1, 8, 8)]
+        for _ in range(2):
+            pooled.append(torch.nn.functional.avg_pool2d(pooled[-1].cpu(), 2).to(device))
+        want = [p.reshape(1025, 8, 8, *p.shape[-2:]) for p in pooled]
+        for g, w in zip(grads(got, [f1, f2], cotangents), grads(want, [r1, r2], cotangents)):
+            assert_close(g, w)
+
 
 class TestCorrLookup:
     @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)

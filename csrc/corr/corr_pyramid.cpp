@@ -1,11 +1,13 @@
 // corr_pyramid: the all-pairs correlation pyramid, CompositeImplicitAutograd.
 //
-// Made of ATen ops (one batched matmul, then avg_pool2d per level), so autograd,
+// Made of ATen ops (one batched matmul, then a 2x2 average pool per level), so autograd,
 // every device, meta/fake tensors and torch.compile work without a custom
 // kernel. Same numbers as pyflowops/reference/corr.py corr_pyramid.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/avg_pool2d.h>
 #include <ATen/ops/matmul.h>
+#include <ATen/ops/mean.h>
+#include <ATen/ops/unfold.h>
 #include <torch/library.h>
 
 #include <cmath>
@@ -17,6 +19,20 @@
 namespace pyflowops {
 namespace corr {
 namespace {
+
+// avg_pool2d's CUDA kernels put the N maps in a grid dimension capped at 65535, so a
+// pyramid of more maps (B*H*W > 65535: 256^2 features, a 2048^2 image) fails there with
+// "invalid argument" (RAFT's CorrBlock too). Past that, pool with unfold + mean: views and
+// one reduction, no such limit. Below it avg_pool2d stays: about 3x faster on the CPU.
+constexpr int64_t kMaxPoolMaps = 65535;
+
+// [N, 1, h, w] -> [N, 1, h/2, w/2] (floor), the mean of each 2x2 block.
+at::Tensor pool2x2(const at::Tensor& level) {
+  if (level.sym_size(0).guard_int(__FILE__, __LINE__) <= kMaxPoolMaps) {
+    return at::avg_pool2d(level, {2, 2}, {2, 2});
+  }
+  return level.unfold(2, 2, 2).unfold(3, 2, 2).mean({-1, -2});  // unfold drops an odd last row/column
+}
 
 // fmap1, fmap2: [B, D, H, W] -> num_levels tensors [B, H, W, H_l, W_l].
 std::vector<at::Tensor> corr_pyramid(const at::Tensor& fmap1, const at::Tensor& fmap2,
@@ -52,7 +68,7 @@ std::vector<at::Tensor> corr_pyramid(const at::Tensor& fmap1, const at::Tensor& 
   pyramid.reserve(static_cast<size_t>(num_levels));
   pyramid.push_back(level.reshape_symint({B, H, W, H, W}));
   for (int64_t l = 1; l < num_levels; ++l) {
-    level = at::avg_pool2d(level, {2, 2}, {2, 2});
+    level = pool2x2(level);
     pyramid.push_back(level.reshape_symint({B, H, W, level.sym_size(2), level.sym_size(3)}));
   }
   return pyramid;

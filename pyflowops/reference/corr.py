@@ -26,6 +26,17 @@ __all__ = [
 ]
 
 
+MAX_POOL_MAPS = 65535  # avg_pool2d's CUDA grid limit on the number of maps (csrc/corr/corr_pyramid.cpp)
+
+
+def pool2x2(level: torch.Tensor) -> torch.Tensor:
+    """[N, 1, h, w] -> [N, 1, h // 2, w // 2]: 2x2 means; unfold + mean past ``MAX_POOL_MAPS`` maps,
+    where CUDA's avg_pool2d fails (the same rule as the C++ composite)."""
+    if level.shape[0] <= MAX_POOL_MAPS:
+        return F.avg_pool2d(level, 2, stride=2)
+    return level.unfold(2, 2, 2).unfold(3, 2, 2).mean((-1, -2))
+
+
 def corr_pyramid(fmap1: torch.Tensor, fmap2: torch.Tensor, num_levels: int = 4) -> list[torch.Tensor]:
     """All-pairs correlation pyramid.
 
@@ -45,7 +56,7 @@ def corr_pyramid(fmap1: torch.Tensor, fmap2: torch.Tensor, num_levels: int = 4) 
     level = corr.reshape(batch * height * width, 1, height, width)
     pyramid = [level]
     for _ in range(num_levels - 1):
-        level = F.avg_pool2d(level, 2, stride=2)
+        level = pool2x2(level)
         pyramid.append(level)
     return [lvl.reshape(batch, height, width, *lvl.shape[-2:]) for lvl in pyramid]
 
