@@ -128,8 +128,8 @@ inline void store_tile(const T* tile, int64_t C, int64_t HW, int64_t n, T* dst) 
 // __builtin_prefetch as side-effect free) and deletes the call.
 constexpr int64_t kPrefetchAhead = 4;
 
-template <typename scalar_t>
-PFO_INLINE void prefetch_patches(const LevelPtrs<const scalar_t>& lv, const scalar_t* coords,
+template <typename scalar_t, typename coord_t>
+PFO_INLINE void prefetch_patches(const LevelPtrs<const scalar_t>& lv, const coord_t* coords,
                              int64_t q, int64_t HW, int r) {
 #if defined(__GNUC__) || defined(__clang__)
   using acc_t = at::opmath_type<scalar_t>;
@@ -153,8 +153,8 @@ PFO_INLINE void prefetch_patches(const LevelPtrs<const scalar_t>& lv, const scal
 #endif
 }
 
-template <typename scalar_t>
-void lookup_forward_kernel(const LevelPtrs<const scalar_t>& lv, const scalar_t* coords,
+template <typename scalar_t, typename coord_t>
+void lookup_forward_kernel(const LevelPtrs<const scalar_t>& lv, const coord_t* coords,
                            scalar_t* out, int64_t B, int64_t HW, int r) {
   using acc_t = at::opmath_type<scalar_t>;
   const int L = lv.num;
@@ -180,10 +180,10 @@ void lookup_forward_kernel(const LevelPtrs<const scalar_t>& lv, const scalar_t* 
   });
 }
 
-template <typename scalar_t>
-void lookup_backward_kernel(const LevelPtrs<const scalar_t>& lv, const scalar_t* coords,
+template <typename scalar_t, typename coord_t>
+void lookup_backward_kernel(const LevelPtrs<const scalar_t>& lv, const coord_t* coords,
                             const scalar_t* grad_out, const LevelPtrs<scalar_t>* grad_lv,
-                            scalar_t* grad_coords, int64_t B, int64_t HW, int r) {
+                            coord_t* grad_coords, int64_t B, int64_t HW, int r) {
   using acc_t = at::opmath_type<scalar_t>;
   const int L = lv.num;
   const int64_t K = (2 * r + 1) * (2 * r + 1);
@@ -217,8 +217,8 @@ void lookup_backward_kernel(const LevelPtrs<const scalar_t>& lv, const scalar_t*
             store_patch(s, r, coef, gmap, h, w);
           }
         }
-        grad_coords[(2 * t.b) * HW + ij] = static_cast<scalar_t>(gx);
-        grad_coords[(2 * t.b + 1) * HW + ij] = static_cast<scalar_t>(gy);
+        grad_coords[(2 * t.b) * HW + ij] = static_cast<coord_t>(gx);
+        grad_coords[(2 * t.b + 1) * HW + ij] = static_cast<coord_t>(gy);
       }
     });
   });
@@ -232,12 +232,15 @@ at::Tensor corr_lookup_cpu(at::TensorList pyramid, const at::Tensor& coords_in, 
   const int64_t B = coords.size(0), H = coords.size(2), W = coords.size(3);
   const int64_t L = static_cast<int64_t>(levels.size());
   const int64_t K = (2 * radius + 1) * (2 * radius + 1);
-  at::Tensor out = at::empty({B, L * K, H, W}, coords.options());
+  at::Tensor out = at::empty({B, L * K, H, W}, levels[0].options());  // the maps' dtype
   if (out.numel() == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, coords.scalar_type(), op, [&] {
-    lookup_forward_kernel<scalar_t>(level_ptrs<const scalar_t>(levels, 3, 4),
-                                    coords.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), B,
-                                    H * W, static_cast<int>(radius));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, levels[0].scalar_type(), op, [&] {
+    dispatch_coords<scalar_t>(coords, [&](auto tag) {
+      using coord_t = decltype(tag);
+      lookup_forward_kernel<scalar_t, coord_t>(level_ptrs<const scalar_t>(levels, 3, 4),
+                                               coords.data_ptr<coord_t>(), out.data_ptr<scalar_t>(), B,
+                                               H * W, static_cast<int>(radius));
+    });
   });
   return out;
 }
@@ -247,7 +250,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> corr_lookup_backward_cpu(
     int64_t radius, bool pyramid_grad) {
   constexpr const char* op = "corr_lookup_backward";
   check_lookup_inputs(pyramid, coords_in, radius, op);
-  check_grad_out(grad_out_in, coords_in, static_cast<int64_t>(pyramid.size()), radius, op);
+  check_grad_out(grad_out_in, coords_in, pyramid[0], static_cast<int64_t>(pyramid.size()), radius, op);
   const auto levels = contiguous_all(pyramid);
   const at::Tensor coords = coords_in.contiguous();
   const at::Tensor grad_out = grad_out_in.contiguous();
@@ -265,22 +268,25 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> corr_lookup_backward_cpu(
     for (auto& g : grad_levels) g.zero_();
     return {grad_levels, grad_coords};
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, coords.scalar_type(), op, [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, levels[0].scalar_type(), op, [&] {
     LevelPtrs<scalar_t> grad_ptrs = level_ptrs<scalar_t>(grad_levels, 3, 4);
-    lookup_backward_kernel<scalar_t>(level_ptrs<const scalar_t>(levels, 3, 4),
-                                     coords.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
-                                     pyramid_grad ? &grad_ptrs : nullptr,
-                                     grad_coords.data_ptr<scalar_t>(), B, H * W,
-                                     static_cast<int>(radius));
+    dispatch_coords<scalar_t>(coords, [&](auto tag) {
+      using coord_t = decltype(tag);
+      lookup_backward_kernel<scalar_t, coord_t>(level_ptrs<const scalar_t>(levels, 3, 4),
+                                                coords.data_ptr<coord_t>(), grad_out.data_ptr<scalar_t>(),
+                                                pyramid_grad ? &grad_ptrs : nullptr,
+                                                grad_coords.data_ptr<coord_t>(), B, H * W,
+                                                static_cast<int>(radius));
+    });
   });
   return {grad_levels, grad_coords};
 }
 
 // ---- corr_lookup_onthefly -------------------------------------------------------
 
-template <typename scalar_t>
+template <typename scalar_t, typename coord_t>
 void onthefly_forward_kernel(const scalar_t* fmap1, const LevelPtrs<const scalar_t>& f2,
-                             const scalar_t* coords, scalar_t* out, int64_t B, int64_t HW,
+                             const coord_t* coords, scalar_t* out, int64_t B, int64_t HW,
                              int64_t D, int r) {
   using acc_t = at::opmath_type<scalar_t>;
   const int L = f2.num;
@@ -307,10 +313,10 @@ void onthefly_forward_kernel(const scalar_t* fmap1, const LevelPtrs<const scalar
 
 // Pass 1 (parallel over queries, each owns its outputs): grad_coords and
 // grad_fmap1[q] = sum_l sum_corners coef * fmap2_l[corner].
-template <typename scalar_t>
+template <typename scalar_t, typename coord_t>
 void onthefly_backward_query_kernel(const scalar_t* fmap1, const LevelPtrs<const scalar_t>& f2,
-                                    const scalar_t* coords, const scalar_t* grad_out,
-                                    scalar_t* grad_fmap1, scalar_t* grad_coords, int64_t B,
+                                    const coord_t* coords, const scalar_t* grad_out,
+                                    scalar_t* grad_fmap1, coord_t* grad_coords, int64_t B,
                                     int64_t HW, int64_t D, int r) {
   using acc_t = at::opmath_type<scalar_t>;
   const int L = f2.num;
@@ -350,8 +356,8 @@ void onthefly_backward_query_kernel(const scalar_t* fmap1, const LevelPtrs<const
         }
         scalar_t* out1 = grad_fmap1 + q * D;
         for (int64_t d = 0; d < D; ++d) out1[d] = static_cast<scalar_t>(g1[d]);
-        grad_coords[(2 * t.b) * HW + ij] = static_cast<scalar_t>(gx);
-        grad_coords[(2 * t.b + 1) * HW + ij] = static_cast<scalar_t>(gy);
+        grad_coords[(2 * t.b) * HW + ij] = static_cast<coord_t>(gx);
+        grad_coords[(2 * t.b + 1) * HW + ij] = static_cast<coord_t>(gy);
       }
     });
   });
@@ -361,9 +367,9 @@ void onthefly_backward_query_kernel(const scalar_t* fmap1, const LevelPtrs<const
 // Race-free without atomics: each task owns one (batch, channel slice) and walks
 // that batch item's queries in order (deterministic). coef is recomputed from
 // grad_out (it depends on the fractions and grad_out only, not on the features).
-template <typename scalar_t>
+template <typename scalar_t, typename coord_t>
 void onthefly_backward_fmap2_kernel(const scalar_t* fmap1, const LevelPtrs<const scalar_t>& f2,
-                                    const scalar_t* coords, const scalar_t* grad_out,
+                                    const coord_t* coords, const scalar_t* grad_out,
                                     const LevelPtrs<at::opmath_type<scalar_t>>& g2, int64_t B,
                                     int64_t HW, int64_t D, int r) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -420,13 +426,16 @@ at::Tensor corr_lookup_onthefly_cpu(const at::Tensor& fmap1_in, at::TensorList f
   const int64_t B = coords.size(0), H = coords.size(2), W = coords.size(3), D = fmap1.size(3);
   const int64_t L = static_cast<int64_t>(levels.size());
   const int64_t K = (2 * radius + 1) * (2 * radius + 1);
-  at::Tensor out = at::empty({B, L * K, H, W}, coords.options());
+  at::Tensor out = at::empty({B, L * K, H, W}, fmap1.options());  // the maps' dtype
   if (out.numel() == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, coords.scalar_type(), op, [&] {
-    onthefly_forward_kernel<scalar_t>(fmap1.data_ptr<scalar_t>(),
-                                      level_ptrs<const scalar_t>(levels, 1, 2),
-                                      coords.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), B,
-                                      H * W, D, static_cast<int>(radius));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, fmap1.scalar_type(), op, [&] {
+    dispatch_coords<scalar_t>(coords, [&](auto tag) {
+      using coord_t = decltype(tag);
+      onthefly_forward_kernel<scalar_t, coord_t>(fmap1.data_ptr<scalar_t>(),
+                                                 level_ptrs<const scalar_t>(levels, 1, 2),
+                                                 coords.data_ptr<coord_t>(), out.data_ptr<scalar_t>(), B,
+                                                 H * W, D, static_cast<int>(radius));
+    });
   });
   return out;
 }
@@ -436,7 +445,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> corr_lookup_onthefly
     const at::Tensor& coords_in, int64_t radius) {
   constexpr const char* op = "corr_lookup_onthefly_backward";
   check_onthefly_inputs(fmap1_in, fmap2_levels, coords_in, radius, op);
-  check_grad_out(grad_out_in, coords_in, static_cast<int64_t>(fmap2_levels.size()), radius, op);
+  check_grad_out(grad_out_in, coords_in, fmap1_in, static_cast<int64_t>(fmap2_levels.size()), radius, op);
   const auto levels = contiguous_all(fmap2_levels);
   const at::Tensor fmap1 = fmap1_in.contiguous();
   const at::Tensor coords = coords_in.contiguous();
@@ -445,28 +454,31 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> corr_lookup_onthefly
   at::Tensor grad_fmap1 = at::empty_like(fmap1);
   at::Tensor grad_coords = at::empty_like(coords);
   // grad_fmap2 accumulates over queries: in the opmath type (float for half/bf16).
-  const auto acc_type = at::toOpMathType(coords.scalar_type());
+  const auto acc_type = at::toOpMathType(fmap1.scalar_type());
   std::vector<at::Tensor> grad_levels;
   for (const auto& level : levels)
     grad_levels.push_back(at::zeros(level.sizes(), level.options().dtype(acc_type)));
   if (B * H * W > 0) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, coords.scalar_type(), op, [&] {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, fmap1.scalar_type(), op, [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const auto f2 = level_ptrs<const scalar_t>(levels, 1, 2);
-      onthefly_backward_query_kernel<scalar_t>(
-          fmap1.data_ptr<scalar_t>(), f2, coords.data_ptr<scalar_t>(),
-          grad_out.data_ptr<scalar_t>(), grad_fmap1.data_ptr<scalar_t>(),
-          grad_coords.data_ptr<scalar_t>(), B, H * W, D, static_cast<int>(radius));
-      if (D > 0) {
-        onthefly_backward_fmap2_kernel<scalar_t>(
-            fmap1.data_ptr<scalar_t>(), f2, coords.data_ptr<scalar_t>(),
-            grad_out.data_ptr<scalar_t>(), level_ptrs<acc_t>(grad_levels, 1, 2), B, H * W, D,
-            static_cast<int>(radius));
-      }
+      dispatch_coords<scalar_t>(coords, [&](auto tag) {
+        using coord_t = decltype(tag);
+        onthefly_backward_query_kernel<scalar_t, coord_t>(
+            fmap1.data_ptr<scalar_t>(), f2, coords.data_ptr<coord_t>(),
+            grad_out.data_ptr<scalar_t>(), grad_fmap1.data_ptr<scalar_t>(),
+            grad_coords.data_ptr<coord_t>(), B, H * W, D, static_cast<int>(radius));
+        if (D > 0) {
+          onthefly_backward_fmap2_kernel<scalar_t, coord_t>(
+              fmap1.data_ptr<scalar_t>(), f2, coords.data_ptr<coord_t>(),
+              grad_out.data_ptr<scalar_t>(), level_ptrs<acc_t>(grad_levels, 1, 2), B, H * W, D,
+              static_cast<int>(radius));
+        }
+      });
     });
   }
-  if (acc_type != coords.scalar_type()) {
-    for (auto& g : grad_levels) g = g.to(coords.scalar_type());
+  if (acc_type != fmap1.scalar_type()) {
+    for (auto& g : grad_levels) g = g.to(fmap1.scalar_type());
   }
   return {grad_fmap1, grad_levels, grad_coords};
 }

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "corr/corr_checks.h"  // dispatch_coords
 #include "corr/corr_cuda.h"
 #include "corr/corr_math.h"
 
@@ -59,9 +60,9 @@ LevelPtrs<T> level_ptrs(const std::vector<at::Tensor>& levels, int hdim, int wdi
 
 // ---- corr_lookup ----------------------------------------------------------------
 
-template <typename scalar_t>
+template <typename scalar_t, typename coord_t>
 __global__ void lookup_forward_kernel(LevelPtrs<const scalar_t> lv,
-                                      const scalar_t* __restrict__ coords,
+                                      const coord_t* __restrict__ coords,
                                       scalar_t* __restrict__ out, int64_t B, int64_t HW, int r) {
   using acc_t = at::opmath_type<scalar_t>;
   const int L = lv.num;
@@ -82,12 +83,12 @@ __global__ void lookup_forward_kernel(LevelPtrs<const scalar_t> lv,
   }
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename coord_t>
 __global__ void lookup_backward_kernel(LevelPtrs<const scalar_t> lv,
-                                       const scalar_t* __restrict__ coords,
+                                       const coord_t* __restrict__ coords,
                                        const scalar_t* __restrict__ grad_out,
                                        LevelPtrs<scalar_t> grad_lv, bool pyramid_grad,
-                                       scalar_t* __restrict__ grad_coords, int64_t B, int64_t HW,
+                                       coord_t* __restrict__ grad_coords, int64_t B, int64_t HW,
                                        int r) {
   using acc_t = at::opmath_type<scalar_t>;
   const int L = lv.num;
@@ -114,17 +115,17 @@ __global__ void lookup_backward_kernel(LevelPtrs<const scalar_t> lv,
         store_patch(s, r, coef, grad_lv.data[l] + q * h * w, h, w);
       }
     }
-    grad_coords[(2 * b) * HW + ij] = static_cast<scalar_t>(gx);
-    grad_coords[(2 * b + 1) * HW + ij] = static_cast<scalar_t>(gy);
+    grad_coords[(2 * b) * HW + ij] = static_cast<coord_t>(gx);
+    grad_coords[(2 * b + 1) * HW + ij] = static_cast<coord_t>(gy);
   }
 }
 
 // ---- corr_lookup_onthefly ------------------------------------------------------------
 
-template <typename scalar_t>
+template <typename scalar_t, typename coord_t>
 __global__ void onthefly_forward_kernel(const scalar_t* __restrict__ fmap1,
                                         LevelPtrs<const scalar_t> f2,
-                                        const scalar_t* __restrict__ coords,
+                                        const coord_t* __restrict__ coords,
                                         scalar_t* __restrict__ out, int64_t B, int64_t HW,
                                         int64_t D, int r) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -146,12 +147,12 @@ __global__ void onthefly_forward_kernel(const scalar_t* __restrict__ fmap1,
   }
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename coord_t>
 __global__ void onthefly_backward_kernel(
     const scalar_t* __restrict__ fmap1, LevelPtrs<const scalar_t> f2,
-    const scalar_t* __restrict__ coords, const scalar_t* __restrict__ grad_out,
+    const coord_t* __restrict__ coords, const scalar_t* __restrict__ grad_out,
     at::opmath_type<scalar_t>* __restrict__ grad_fmap1, LevelPtrs<at::opmath_type<scalar_t>> g2,
-    scalar_t* __restrict__ grad_coords, int64_t B, int64_t HW, int64_t D, int r) {
+    coord_t* __restrict__ grad_coords, int64_t B, int64_t HW, int64_t D, int r) {
   using acc_t = at::opmath_type<scalar_t>;
   const int L = f2.num;
   const int S = 2 * r + 2;
@@ -193,8 +194,8 @@ __global__ void onthefly_backward_kernel(
         g1[d] += sum;
       }
     }
-    grad_coords[(2 * b) * HW + ij] = static_cast<scalar_t>(gx);
-    grad_coords[(2 * b + 1) * HW + ij] = static_cast<scalar_t>(gy);
+    grad_coords[(2 * b) * HW + ij] = static_cast<coord_t>(gx);
+    grad_coords[(2 * b + 1) * HW + ij] = static_cast<coord_t>(gy);
   }
 }
 
@@ -206,11 +207,14 @@ void lookup_forward(const std::vector<at::Tensor>& pyramid, const at::Tensor& co
   const int64_t n = B * HW * static_cast<int64_t>(pyramid.size());
   if (n == 0) return;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, coords.scalar_type(), "corr_lookup_cuda", [&] {
-    lookup_forward_kernel<scalar_t><<<num_blocks(n), kThreads, 0, stream>>>(
-        level_ptrs<const scalar_t>(pyramid, 3, 4), coords.const_data_ptr<scalar_t>(),
-        out.mutable_data_ptr<scalar_t>(), B, HW, static_cast<int>(radius));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pyramid[0].scalar_type(), "corr_lookup_cuda", [&] {
+    dispatch_coords<scalar_t>(coords, [&](auto tag) {
+      using coord_t = decltype(tag);
+      lookup_forward_kernel<scalar_t, coord_t><<<num_blocks(n), kThreads, 0, stream>>>(
+          level_ptrs<const scalar_t>(pyramid, 3, 4), coords.const_data_ptr<coord_t>(),
+          out.mutable_data_ptr<scalar_t>(), B, HW, static_cast<int>(radius));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
 }
 
@@ -221,14 +225,17 @@ void lookup_backward(const at::Tensor& grad_out, const std::vector<at::Tensor>& 
   if (B * HW == 0) return;
   const bool pyramid_grad = !grad_pyramid.empty();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, coords.scalar_type(), "corr_lookup_backward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pyramid[0].scalar_type(), "corr_lookup_backward_cuda", [&] {
     const LevelPtrs<scalar_t> grad_ptrs =
         pyramid_grad ? level_ptrs<scalar_t>(grad_pyramid, 3, 4) : LevelPtrs<scalar_t>{};
-    lookup_backward_kernel<scalar_t><<<num_blocks(B * HW), kThreads, 0, stream>>>(
-        level_ptrs<const scalar_t>(pyramid, 3, 4), coords.const_data_ptr<scalar_t>(),
-        grad_out.const_data_ptr<scalar_t>(), grad_ptrs, pyramid_grad,
-        grad_coords.mutable_data_ptr<scalar_t>(), B, HW, static_cast<int>(radius));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    dispatch_coords<scalar_t>(coords, [&](auto tag) {
+      using coord_t = decltype(tag);
+      lookup_backward_kernel<scalar_t, coord_t><<<num_blocks(B * HW), kThreads, 0, stream>>>(
+          level_ptrs<const scalar_t>(pyramid, 3, 4), coords.const_data_ptr<coord_t>(),
+          grad_out.const_data_ptr<scalar_t>(), grad_ptrs, pyramid_grad,
+          grad_coords.mutable_data_ptr<coord_t>(), B, HW, static_cast<int>(radius));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
 }
 
@@ -238,12 +245,15 @@ void onthefly_forward(const at::Tensor& fmap1, const std::vector<at::Tensor>& fm
   const int64_t n = B * HW * static_cast<int64_t>(fmap2_levels.size());
   if (n == 0) return;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, coords.scalar_type(), "corr_lookup_onthefly_cuda", [&] {
-    onthefly_forward_kernel<scalar_t><<<num_blocks(n), kThreads, 0, stream>>>(
-        fmap1.const_data_ptr<scalar_t>(), level_ptrs<const scalar_t>(fmap2_levels, 1, 2),
-        coords.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), B, HW, D,
-        static_cast<int>(radius));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, fmap1.scalar_type(), "corr_lookup_onthefly_cuda", [&] {
+    dispatch_coords<scalar_t>(coords, [&](auto tag) {
+      using coord_t = decltype(tag);
+      onthefly_forward_kernel<scalar_t, coord_t><<<num_blocks(n), kThreads, 0, stream>>>(
+          fmap1.const_data_ptr<scalar_t>(), level_ptrs<const scalar_t>(fmap2_levels, 1, 2),
+          coords.const_data_ptr<coord_t>(), out.mutable_data_ptr<scalar_t>(), B, HW, D,
+          static_cast<int>(radius));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
 }
 
@@ -255,14 +265,17 @@ void onthefly_backward(const at::Tensor& grad_out, const at::Tensor& fmap1,
   const int64_t B = coords.size(0), HW = coords.size(2) * coords.size(3), D = fmap1.size(3);
   if (B * HW == 0) return;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, coords.scalar_type(), "corr_lookup_onthefly_backward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, fmap1.scalar_type(), "corr_lookup_onthefly_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    onthefly_backward_kernel<scalar_t><<<num_blocks(B * HW), kThreads, 0, stream>>>(
-        fmap1.const_data_ptr<scalar_t>(), level_ptrs<const scalar_t>(fmap2_levels, 1, 2),
-        coords.const_data_ptr<scalar_t>(), grad_out.const_data_ptr<scalar_t>(),
-        grad_fmap1_acc.mutable_data_ptr<acc_t>(), level_ptrs<acc_t>(grad_fmap2_acc, 1, 2),
-        grad_coords.mutable_data_ptr<scalar_t>(), B, HW, D, static_cast<int>(radius));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    dispatch_coords<scalar_t>(coords, [&](auto tag) {
+      using coord_t = decltype(tag);
+      onthefly_backward_kernel<scalar_t, coord_t><<<num_blocks(B * HW), kThreads, 0, stream>>>(
+          fmap1.const_data_ptr<scalar_t>(), level_ptrs<const scalar_t>(fmap2_levels, 1, 2),
+          coords.const_data_ptr<coord_t>(), grad_out.const_data_ptr<scalar_t>(),
+          grad_fmap1_acc.mutable_data_ptr<acc_t>(), level_ptrs<acc_t>(grad_fmap2_acc, 1, 2),
+          grad_coords.mutable_data_ptr<coord_t>(), B, HW, D, static_cast<int>(radius));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
 }
 

@@ -35,7 +35,7 @@ at::Tensor corr_lookup_cuda(at::TensorList pyramid, const at::Tensor& coords_in,
   const int64_t L = static_cast<int64_t>(levels.size());
   const int64_t K = (2 * radius + 1) * (2 * radius + 1);
   at::Tensor out =
-      at::empty({coords.size(0), L * K, coords.size(2), coords.size(3)}, coords.options());
+      at::empty({coords.size(0), L * K, coords.size(2), coords.size(3)}, levels[0].options());  // maps' dtype
   cuda::lookup_forward(levels, coords, radius, out);
   return out;
 }
@@ -45,7 +45,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> corr_lookup_backward_cuda(
     int64_t radius, bool pyramid_grad) {
   constexpr const char* op = "corr_lookup_backward";
   check_lookup_inputs(pyramid, coords_in, radius, op);
-  check_grad_out(grad_out_in, coords_in, static_cast<int64_t>(pyramid.size()), radius, op);
+  check_grad_out(grad_out_in, coords_in, pyramid[0], static_cast<int64_t>(pyramid.size()), radius, op);
   const c10::cuda::CUDAGuard guard(coords_in.device());
   const auto levels = contiguous_all(pyramid);
   const at::Tensor coords = coords_in.contiguous();
@@ -69,7 +69,7 @@ at::Tensor corr_lookup_onthefly_cuda(const at::Tensor& fmap1_in, at::TensorList 
   const int64_t L = static_cast<int64_t>(levels.size());
   const int64_t K = (2 * radius + 1) * (2 * radius + 1);
   at::Tensor out =
-      at::empty({coords.size(0), L * K, coords.size(2), coords.size(3)}, coords.options());
+      at::empty({coords.size(0), L * K, coords.size(2), coords.size(3)}, fmap1.options());  // maps' dtype
   cuda::onthefly_forward(fmap1, levels, coords, radius, out);
   return out;
 }
@@ -79,13 +79,13 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> corr_lookup_onthefly
     const at::Tensor& coords_in, int64_t radius) {
   constexpr const char* op = "corr_lookup_onthefly_backward";
   check_onthefly_inputs(fmap1_in, fmap2_levels, coords_in, radius, op);
-  check_grad_out(grad_out_in, coords_in, static_cast<int64_t>(fmap2_levels.size()), radius, op);
+  check_grad_out(grad_out_in, coords_in, fmap1_in, static_cast<int64_t>(fmap2_levels.size()), radius, op);
   const c10::cuda::CUDAGuard guard(coords_in.device());
   const auto levels = contiguous_all(fmap2_levels);
   const at::Tensor fmap1 = fmap1_in.contiguous();
   const at::Tensor coords = coords_in.contiguous();
   const at::Tensor grad_out = grad_out_in.contiguous();
-  const auto dtype = coords.scalar_type();
+  const auto dtype = fmap1.scalar_type();
   const auto acc_type = at::toOpMathType(dtype);  // accumulate in float for half/bf16
   at::Tensor grad_fmap1 = at::zeros(fmap1.sizes(), fmap1.options().dtype(acc_type));
   std::vector<at::Tensor> grad_levels;

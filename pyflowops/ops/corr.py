@@ -52,10 +52,19 @@ def _check_fmaps(fmap1: object, fmap2: object, num_levels: object) -> None:
         )
 
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
 def _check_coords(coords: object, batch: int, height: int, width: int, like: torch.Tensor, what: str) -> None:
+    """coords: [B, 2, H, W] on the maps' device, in their dtype or float32 with float16/bfloat16 maps
+    (mixed precision: positions are never rounded to half; bfloat16 steps 0.25 px at x = 32)."""
     check_tensor("coords", coords, 4)
     check_shape("coords", coords, (batch, 2, height, width), f"[B, 2, H, W] from {what}")
-    check_same_device_dtype([(what, like), ("coords", coords)])
+    if coords.device != like.device:
+        raise ValueError(f"coords is on {coords.device} but {what} is on {like.device}")
+    if coords.dtype != like.dtype and not (like.dtype in _LOW_PRECISION and coords.dtype == torch.float32):
+        raise TypeError(f"coords has dtype {coords.dtype} but {what} has {like.dtype} (coords take the maps' "
+                        "dtype, or float32 with float16/bfloat16 maps)")
 
 
 def _check_pyramid(pyramid: object) -> None:
@@ -83,7 +92,7 @@ def _lookup_shape(coords: torch.Tensor, num_levels: int, radius: int) -> tuple[i
 
 
 def _corr_lookup_fake(pyramid, coords, radius):
-    return coords.new_empty(_lookup_shape(coords, len(pyramid), radius))
+    return pyramid[0].new_empty(_lookup_shape(coords, len(pyramid), radius))  # the maps' dtype
 
 
 def _corr_lookup_backward_fake(grad_out, pyramid, coords, radius, pyramid_grad):
@@ -91,7 +100,7 @@ def _corr_lookup_backward_fake(grad_out, pyramid, coords, radius, pyramid_grad):
 
 
 def _corr_lookup_onthefly_fake(fmap1, fmap2_levels, coords, radius):
-    return coords.new_empty(_lookup_shape(coords, len(fmap2_levels), radius))
+    return fmap1.new_empty(_lookup_shape(coords, len(fmap2_levels), radius))  # the maps' dtype
 
 
 def _corr_lookup_onthefly_backward_fake(grad_out, fmap1, fmap2_levels, coords, radius):
@@ -205,7 +214,10 @@ def corr_lookup(
     Args:
         pyramid: L tensors [B, H, W, H_l, W_l] from :func:`corr_pyramid`.
         coords: [B, 2, H, W] absolute level-0 pixel positions, channel 0 = x
-            (column), 1 = y (row); same device and dtype as the pyramid.
+            (column), 1 = y (row); same device as the pyramid, and its dtype or float32 with a
+            float16/bfloat16 pyramid (mixed precision: the positions stay exact; the remaining error
+            is the maps' own rounding and the output's, about 2^-11 relative for float16 and 2^-8
+            for bfloat16).
         radius: window radius r in [0, 8].
         backend: as in :func:`corr_pyramid`.
 

@@ -101,6 +101,9 @@ def corr_lookup(pyramid: list[torch.Tensor], coords: torch.Tensor, radius: int =
     """
     batch, _, height, width = coords.shape
     window = (2 * radius + 1) ** 2
+    out_dtype = pyramid[0].dtype
+    if coords.dtype != out_dtype:  # float32 coords with half maps: sample in float32, output in the maps' dtype
+        pyramid = [p.to(coords.dtype) for p in pyramid]
     out = []
     for level, corr in enumerate(pyramid):
         h_l, w_l = corr.shape[-2:]
@@ -109,7 +112,7 @@ def corr_lookup(pyramid: list[torch.Tensor], coords: torch.Tensor, radius: int =
         grid = grid.reshape(batch * height * width, window, 1, 2)
         sampled = F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         out.append(sampled.reshape(batch, height, width, window))
-    return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
+    return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous().to(out_dtype)
 
 
 def fmap_pyramid(fmap: torch.Tensor, num_levels: int) -> list[torch.Tensor]:
@@ -144,6 +147,9 @@ def corr_lookup_onthefly(
         [B, L*(2r+1)^2, H, W], equal to ``corr_lookup(corr_pyramid(fmap1, fmap2, L), coords, r)``.
     """
     batch, dim, height, width = fmap1.shape
+    out_dtype = fmap1.dtype
+    if coords.dtype != out_dtype:  # float32 coords with half maps: compute in float32, output in the maps' dtype
+        fmap1, fmap2 = fmap1.to(coords.dtype), fmap2.to(coords.dtype)
     f1 = fmap1.reshape(batch, dim, height * width, 1) / dim**0.5
     out = []
     for level, f2 in enumerate(fmap_pyramid(fmap2, num_levels)):
@@ -151,4 +157,4 @@ def corr_lookup_onthefly(
         grid = _normalize(_window_positions(coords, radius, level), w_l, h_l)  # [B, HW, K, 2]
         sampled = F.grid_sample(f2, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         out.append((sampled * f1).sum(dim=1))  # [B, HW, K]
-    return torch.cat(out, dim=-1).permute(0, 2, 1).reshape(batch, -1, height, width)
+    return torch.cat(out, dim=-1).permute(0, 2, 1).reshape(batch, -1, height, width).to(out_dtype)
