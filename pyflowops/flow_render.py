@@ -99,6 +99,7 @@ def flow_features(
     viewmat_next: torch.Tensor | None = None,
     order: int = 1,
     near: float = 0.01,
+    max_affine: float | None = None,
 ) -> torch.Tensor:
     """Per-Gaussian flow features to rasterize with frame t's geometry (then :func:`composite_flow`).
 
@@ -123,6 +124,11 @@ def flow_features(
         viewmat_next: [4,4] camera at t+1; None = ``viewmat``.
         order: 0 (mean displacement only) or 1 (plus the affine term A).
         near: depths below it count as behind the camera.
+        max_affine: None, or a cap on A's spectral norm (A scaled down to it). A is exact across
+            the Gaussian's own footprint, but a flat Gaussian seen nearly edge-on has a huge A
+            (foreshortening changes fast there) and the rasterizer evaluates it over a footprint
+            widened to at least a pixel: tens of pixels of spurious flow at silhouettes. A cap of
+            a few (e.g. 4) removes them without changing the flow inside surfaces.
 
     Returns:
         [N, 6] ``(d - A mean2d_t, A row-major)`` for order 1, [N, 2] ``d`` for order 0;
@@ -164,6 +170,11 @@ def flow_features(
     h = jac_next @ _major_axes(quats_next, scales_next, major)  # J'_{t+1} M U (same scaling)
     affine = _solve_affine(g, h)
     affine = torch.where(valid.view(-1, 1, 1), affine, 0.0)
+    if max_affine is not None:
+        if not max_affine > 0:
+            raise ValueError(f"max_affine must be > 0 or None, got {max_affine}")
+        norm = torch.linalg.matrix_norm(affine.detach(), ord=2)
+        affine = affine * (max_affine / norm.clamp_min(1e-30)).clamp(max=1.0).view(-1, 1, 1)
     offset = disp - (affine @ pix.unsqueeze(-1)).squeeze(-1)
     return torch.cat([offset, affine.flatten(1)], 1).to(in_dtype)
 
@@ -225,6 +236,7 @@ def render_flow(
     far: float = 1e10,
     tile_size: int = 16,
     backend: str | None = None,
+    max_affine: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Forward optical flow t -> t+1 of moving 3D Gaussians, seen with frame t's visibility.
 
@@ -247,6 +259,7 @@ def render_flow(
         near, far: depth range kept (as in :func:`project_gaussians`).
         tile_size: the rasterizer's tile size.
         backend: passed on to the splatting ops (None: the current default).
+        max_affine: as in :func:`flow_features` (None: no cap).
 
     Returns:
         flow [H, W, 2] (pixels, x = column), alpha [H, W, 1], depth [H, W, 1] at frame t.
@@ -265,7 +278,7 @@ def render_flow(
     """
     features = flow_features(
         means, quats, scales, means_next, quats_next, scales_next, viewmat, K,
-        viewmat_next=viewmat_next, order=order, near=near,
+        viewmat_next=viewmat_next, order=order, near=near, max_affine=max_affine,
     )  # fmt: skip
     means2d, conics, depths, radii = project_gaussians(
         means, quats, scales, viewmat, K, width, height, near, far, backend=backend

@@ -223,6 +223,28 @@ def test_degenerate_gaussians():
     assert all(torch.isfinite(t.grad).all() for t in leaves)
 
 
+def test_max_affine_caps_the_flow_gradient_of_grazing_gaussians():
+    """A flat Gaussian at 89.8 degrees turning to 87 has a huge A (foreshortening); max_affine scales
+    A down to the cap (spectral norm), keeps d, and leaves a Gaussian under the cap untouched."""
+    dt = torch.float64
+    tilt = lambda deg: torch.tensor([math.cos(math.radians(deg) / 2), 0.0, math.sin(math.radians(deg) / 2), 0.0],
+                                    dtype=dt)  # noqa: E731
+    means = torch.tensor([[0.0, 0.0, 4.0], [0.3, 0.0, 4.0]], dtype=dt)
+    quats, quats_next = torch.stack([tilt(89.8), tilt(0.0)]), torch.stack([tilt(87.0), tilt(1.0)])
+    scales = torch.tensor([[0.1, 0.1, 0.001]], dtype=dt).expand(2, 3)
+    args = (means, quats, scales, means + 0.01, quats_next, scales, torch.eye(4, dtype=dt), K.double())
+    free, capped = flow_features(*args), flow_features(*args, max_affine=2.0)
+    norm = lambda f: torch.linalg.matrix_norm(f[:, 2:].view(-1, 2, 2), ord=2)  # noqa: E731
+    assert norm(free)[0] > 10 and norm(capped)[0] == pytest.approx(2.0)
+    torch.testing.assert_close(capped[1], free[1])  # under the cap: unchanged
+    k = K.double()
+    mean2d = torch.stack([k[0, 0] * means[:, 0] / means[:, 2] + k[0, 2], k[1, 1] * means[:, 1] / means[:, 2] + k[1, 2]], 1)
+    d = lambda f: f[:, :2] + (f[:, 2:].view(-1, 2, 2) @ mean2d.unsqueeze(-1)).squeeze(-1)  # noqa: E731
+    torch.testing.assert_close(d(capped), d(free))  # the mean displacement is kept
+    with pytest.raises(ValueError, match="max_affine"):
+        flow_features(*args, max_affine=0.0)
+
+
 def test_gradients():
     dt = torch.float64
     g = world_gaussians(6, 12, 10, dtype=dt)

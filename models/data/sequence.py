@@ -40,6 +40,10 @@ __all__ = ["MOTION_SCALES", "SequenceSpec", "FramePair", "Camera", "sequence_spe
 MOTION_SCALES = (5, 10, 15, 20)  # FacialFlowNet's sequence lengths n (motion per pair ~ 1/n of the target)
 HEAD_DISTANCE = 4.5  # camera-to-head-centre distance, head units (the head is ~2 wide)
 EMOTION_NAMES = tuple(EMOTIONS)
+# Cap on each Gaussian's flow gradient (render_flow's max_affine): near-edge-on Gaussians at the
+# silhouette otherwise extrapolate tens of pixels of spurious flow; measured at 128^2: the max flow
+# of a pair falls from 55 px to 5.6 px while the error at visible surface points stays 0.029 px.
+MAX_AFFINE = 4.0
 
 
 def sequence_generator(seed: int, index: int) -> torch.Generator:
@@ -203,7 +207,7 @@ class _Renderer:
         """[H, W, 2] flow a -> b, blended with the background's zero flow by a's alpha."""
         ga, gb, cam = a.gaussians, b.gaussians, self.camera
         flow, alpha, _ = render_flow(ga.means, ga.quats, ga.scales, ga.opacities, gb.means, gb.quats, gb.scales,
-                                     cam.viewmat, cam.K, cam.size, cam.size, order=1)
+                                     cam.viewmat, cam.K, cam.size, cam.size, order=1, max_affine=MAX_AFFINE)
         return flow * alpha
 
 
