@@ -42,8 +42,24 @@ CONTENDED = 0.25  # other processes used more than this share of all cores durin
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 
 
+class MeasuredRow:
+    """What every report row shares: ``mean`` (None when the case did not run) and ``other_load``
+    (the share of the CPU other processes used during the case, None when unknown)."""
+
+    mean: float | None
+    other_load: float | None
+
+    @property
+    def ran(self) -> bool:
+        return self.mean is not None
+
+    @property
+    def contended(self) -> bool:
+        return self.ran and self.other_load is not None and self.other_load > CONTENDED
+
+
 @dataclass
-class Row:
+class Row(MeasuredRow):
     family: str
     mode: str
     backend: str
@@ -59,10 +75,6 @@ class Row:
     other_load: float | None = None
     skip_kind: str | None = None  # "does not fit", "too slow"
     skip_reason: str | None = None
-
-    @property
-    def ran(self) -> bool:
-        return self.mean is not None
 
     @property
     def key(self) -> tuple:
@@ -224,10 +236,6 @@ class Index:
         return row if row is not None and row.ran else None
 
 
-def _contended(row: Row) -> bool:
-    return row.ran and row.other_load is not None and row.other_load > CONTENDED
-
-
 def _time_cell(row: Row) -> str:
     if not row.ran:
         return "—"
@@ -313,7 +321,7 @@ def targets(index: Index, ram: int) -> list[str]:
 
     def add(target: str, backend: str, measured: str, ok: bool | None, timed: tuple = ()) -> None:
         status = _status(ok)
-        if ok is not None and any(_contended(r) for r in timed if r is not None):
+        if ok is not None and any(r.contended for r in timed if r is not None):
             status += " ⚠ timed while other processes loaded the CPU: re-run on an idle machine to confirm"
         lines.append(f"| {target} | {backend} | {measured} | {status} |")
 
@@ -524,7 +532,7 @@ def render(rows: list[Row], extra: dict[str, Any], data: dict[str, Any], out: Pa
     ram = extra.get("ram_bytes") or (extra.get("machine") or {}).get("ram_bytes") or 0
     mem_png, time_png = out.parent / "memory_vs_resolution.png", out.parent / "time_vs_resolution.png"
     have_mem, have_time = plot_memory(index, ram, mem_png), plot_time(index, time_png)
-    contended = [r for r in rows if _contended(r)]
+    contended = [r for r in rows if r.contended]
 
     doc = [
         "# pyflowops benchmark results",

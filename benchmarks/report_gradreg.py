@@ -25,7 +25,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.report import CONTENDED, fmt_bytes, fmt_share, fmt_speed, fmt_time, save_figure  # noqa: E402
+from benchmarks.report import (  # noqa: E402
+    CONTENDED,
+    MeasuredRow,
+    fmt_bytes,
+    fmt_share,
+    fmt_speed,
+    fmt_time,
+    save_figure,
+)
 
 FAMILY = "gradreg"
 PLOT_NAME = "gradreg_time_vs_resolution.png"
@@ -52,7 +60,7 @@ _COLORS = {"cpu": "tab:blue", "cuda": "tab:green", "triton": "tab:purple", "torc
 
 
 @dataclass
-class GRow:
+class GRow(MeasuredRow):
     device: str
     size: int
     batch: int
@@ -75,16 +83,8 @@ class GRow:
     estimate: int | None = None
 
     @property
-    def ran(self) -> bool:
-        return self.mean is not None
-
-    @property
     def multiple(self) -> float | None:
         return self.mean / self.floor_s if self.ran and self.floor_s else None
-
-    @property
-    def contended(self) -> bool:
-        return self.ran and self.other_load is not None and self.other_load > CONTENDED
 
 
 def load(data: dict[str, Any]) -> list[GRow]:

@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.report import CONTENDED, GIB, fmt_bytes, fmt_speed, fmt_time, save_figure  # noqa: E402
+from benchmarks.report import CONTENDED, GIB, MeasuredRow, fmt_bytes, fmt_speed, fmt_time, save_figure  # noqa: E402
 
 FAMILIES = ("model_train_step", "model_highres", "model_memory")
 PLOT_NAME = "models_memory_vs_resolution.png"
@@ -40,7 +40,7 @@ _COLORS = {("gma", "allpairs"): "tab:blue", ("gma", "onthefly"): "tab:orange",
 
 
 @dataclass
-class MRow:
+class MRow(MeasuredRow):
     family: str
     model: str
     model_size: str
@@ -58,14 +58,6 @@ class MRow:
     skip_kind: str | None = None
     skip_reason: str | None = None
     estimate: int | None = None
-
-    @property
-    def ran(self) -> bool:
-        return self.mean is not None
-
-    @property
-    def contended(self) -> bool:
-        return self.ran and self.other_load is not None and self.other_load > CONTENDED
 
 
 def _row(info: dict[str, Any], **kw) -> MRow:

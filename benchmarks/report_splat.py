@@ -22,7 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.report import CONTENDED, fmt_time, save_figure  # noqa: E402
+from benchmarks.report import CONTENDED, MeasuredRow, fmt_time, save_figure  # noqa: E402
 
 FAMILY = "splat"
 PLOT_NAME = "splat_time_vs_gaussians.png"
@@ -40,7 +40,7 @@ GSPLAT_ANCHORS = {(1024, 100_000, "fwd"): 0.89e-3, (1024, 100_000, "fwdbwd"): 2.
 
 
 @dataclass
-class SRow:
+class SRow(MeasuredRow):
     kind: str
     device: str
     size: int
@@ -57,14 +57,6 @@ class SRow:
     other_load: float | None = None
     skip_kind: str | None = None
     skip_reason: str | None = None
-
-    @property
-    def ran(self) -> bool:
-        return self.mean is not None
-
-    @property
-    def contended(self) -> bool:
-        return self.ran and self.other_load is not None and self.other_load > CONTENDED
 
 
 def load(data: dict[str, Any]) -> list[SRow]:
