@@ -244,7 +244,7 @@ def _time_cell(row: Row) -> str:
         cell += f" ± {fmt_time(row.stddev)} (min {fmt_time(row.min)}, {row.rounds}×)"
     elif row.rounds:
         cell += f" ({row.rounds}×)"
-    if _contended(row):
+    if row.contended:
         cell += " ⚠"
     return cell
 
