@@ -22,7 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.report import CONTENDED, MeasuredRow, fmt_time, save_figure  # noqa: E402
+from benchmarks.report import MeasuredRow, fmt_time, save_figure  # noqa: E402
 
 FAMILY = "splat"
 PLOT_NAME = "splat_time_vs_gaussians.png"

@@ -22,8 +22,19 @@ from pyflowops.reference.splat import quat_to_rotmat
 from .head import PARTS, REGIONS, Head, rotmat_to_quat
 from .texture import smoothstep, wendland
 
-__all__ = ["ACTION_UNITS", "EMOTIONS", "NECK_PIVOT", "pose_points", "sample_expression", "expression_displacement", "deform",
-           "deform_with_normals", "HeadPose", "posed", "shade"]
+__all__ = [
+    "ACTION_UNITS",
+    "EMOTIONS",
+    "NECK_PIVOT",
+    "pose_points",
+    "sample_expression",
+    "expression_displacement",
+    "deform",
+    "deform_with_normals",
+    "HeadPose",
+    "posed",
+    "shade",
+]
 
 ACTION_UNITS: tuple[str, ...] = (
     "inner_brow_raise",  # AU1
@@ -46,8 +57,14 @@ EMOTIONS: dict[str, dict[str, float]] = {  # prototypes after Ekman & Friesen's 
     "happy": {"cheek_raise": 0.8, "lip_corner_pull": 1.0, "jaw_drop": 0.2},
     "sad": {"inner_brow_raise": 0.9, "brow_lower": 0.4, "lip_corner_depress": 0.8, "blink": 0.15},
     "surprise": {"inner_brow_raise": 1.0, "outer_brow_raise": 1.0, "upper_lid_raise": 0.8, "jaw_drop": 0.8},
-    "fear": {"inner_brow_raise": 0.9, "outer_brow_raise": 0.6, "brow_lower": 0.5, "upper_lid_raise": 1.0,
-             "lip_stretch": 0.9, "jaw_drop": 0.35},
+    "fear": {
+        "inner_brow_raise": 0.9,
+        "outer_brow_raise": 0.6,
+        "brow_lower": 0.5,
+        "upper_lid_raise": 1.0,
+        "lip_stretch": 0.9,
+        "jaw_drop": 0.35,
+    },
     "disgust": {"nose_wrinkle": 1.0, "brow_lower": 0.4, "cheek_raise": 0.3, "lip_corner_depress": 0.4},
     "anger": {"brow_lower": 1.0, "upper_lid_raise": 0.5, "pucker": 0.35, "blink": 0.15},
     "contempt": {"smirk": 0.9, "brow_lower": 0.15},
@@ -104,9 +121,15 @@ def _flags(head: Head, points: torch.Tensor, labels, lower_mask, regions, index)
     return regions, lower_mask
 
 
-def expression_displacement(head: Head, points: torch.Tensor, weights: torch.Tensor, labels: torch.Tensor | None = None,
-                            lower_mask: torch.Tensor | None = None, regions: torch.Tensor | None = None,
-                            index: torch.Tensor | None = None) -> torch.Tensor:
+def expression_displacement(
+    head: Head,
+    points: torch.Tensor,
+    weights: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    lower_mask: torch.Tensor | None = None,
+    regions: torch.Tensor | None = None,
+    index: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Displacement [P, 3] of neutral canonical points [P, 3] under AU ``weights`` [A] (``ACTION_UNITS`` order).
 
     Which rule moves a point depends on its motion group (``REGIONS``) and ``lower`` flag, taken from
@@ -128,9 +151,11 @@ def expression_displacement(head: Head, points: torch.Tensor, weights: torch.Ten
         disp[face] = _face_fields(head, points[face], lower[face], w, L)
     for name, sign in (("l", -1), ("r", 1)):
         centre = head.anchors[f"eyeball_center_{name}"].to(points.dtype)
-        side = (points[:, 0] * sign > 0)
-        for region, deg in (("lid_upper", BLINK_DEG * w["blink"] - 14 * w["upper_lid_raise"] + 5 * w["brow_lower"]),
-                            ("lid_lower", -6 * w["blink"] - 9 * w["cheek_raise"])):
+        side = points[:, 0] * sign > 0
+        for region, deg in (
+            ("lid_upper", BLINK_DEG * w["blink"] - 14 * w["upper_lid_raise"] + 5 * w["brow_lower"]),
+            ("lid_lower", -6 * w["blink"] - 9 * w["cheek_raise"]),
+        ):
             sel = side & (reg == REGIONS.index(region))
             if deg != 0 and sel.any():
                 rel = points[sel] - centre
@@ -168,15 +193,19 @@ def _face_fields(head: Head, p: torch.Tensor, lower: torch.Tensor, w: dict, L: d
     add("blink", "eye", (0.17, 0.12, 0.25), (0.0, 0.02, 0.0))
     add("cheek_raise", "cheek", (0.25, 0.25, 0.3), (0.0, -0.06, -0.015))
     if w["nose_wrinkle"]:
-        up = w["nose_wrinkle"] * (_bump(p, L["nose_bridge"] + torch.tensor([0.0, 0.1, 0.0]), (0.15, 0.2, 0.3))
-                                  * 0.04 + _bump(p, L["lip_upper"], (0.22, 0.1, 0.25)) * 0.03)
+        up = w["nose_wrinkle"] * (
+            _bump(p, L["nose_bridge"] + torch.tensor([0.0, 0.1, 0.0]), (0.15, 0.2, 0.3)) * 0.04
+            + _bump(p, L["lip_upper"], (0.22, 0.1, 0.25)) * 0.03
+        )
         d[:, 1] -= up
     add("lip_corner_pull", "mouth", (0.22, 0.2, 0.3), (0.07, -0.06, 0.03))
     add("lip_corner_depress", "mouth", (0.2, 0.22, 0.3), (0.015, 0.06, 0.0))
     add("lip_stretch", "mouth", (0.22, 0.18, 0.3), (0.08, 0.01, 0.02))
     if w["smirk"]:
-        d.add_((w["smirk"] * _bump(p, L["mouth_r"], (0.2, 0.18, 0.3))).unsqueeze(-1)
-               * torch.tensor([0.05, -0.035, 0.03], dtype=p.dtype))
+        d.add_(
+            (w["smirk"] * _bump(p, L["mouth_r"], (0.2, 0.18, 0.3))).unsqueeze(-1)
+            * torch.tensor([0.05, -0.035, 0.03], dtype=p.dtype)
+        )
     if w["pucker"]:
         b = w["pucker"] * _bump(p, L["mouth"], (0.3, 0.22, 0.3))
         centre = L["mouth"]
@@ -201,18 +230,28 @@ def deform_with_normals(head: Head, weights: torch.Tensor, eps: float = 1e-3) ->
     g = head.gaussians
     weights = torch.as_tensor(weights, dtype=g.dtype)
     if not bool((weights != 0).any()):
-        return Gaussians(g.means.clone(), g.quats.clone(), g.scales.clone(), g.opacities.clone(), g.colors.clone()), head.normals.clone()
+        return Gaussians(
+            g.means.clone(), g.quats.clone(), g.scales.clone(), g.opacities.clone(), g.colors.clone()
+        ), head.normals.clone()
     p = g.means
     disp = expression_displacement(head, p, weights, regions=head.regions, lower_mask=head.lower)
     rot = quat_to_rotmat(g.quats)
     # tangent axes mapped through the displacement field's differential (finite differences along each axis)
-    t = [rot[:, :, j] + (expression_displacement(head, p + eps * rot[:, :, j], weights, regions=head.regions,
-                                                 lower_mask=head.lower) - disp) / eps for j in (0, 1)]
+    t = [
+        rot[:, :, j]
+        + (
+            expression_displacement(head, p + eps * rot[:, :, j], weights, regions=head.regions, lower_mask=head.lower)
+            - disp
+        )
+        / eps
+        for j in (0, 1)
+    ]
     e1 = F.normalize(t[0], dim=-1)
     n = F.normalize(torch.linalg.cross(t[0], t[1]), dim=-1)
     e2 = torch.linalg.cross(n, e1)
-    scales = torch.stack([g.scales[:, 0] * t[0].norm(dim=-1), g.scales[:, 1] * (t[1] * e2).sum(-1).abs(),
-                          g.scales[:, 2]], -1)
+    scales = torch.stack(
+        [g.scales[:, 0] * t[0].norm(dim=-1), g.scales[:, 1] * (t[1] * e2).sum(-1).abs(), g.scales[:, 2]], -1
+    )
     quats = rotmat_to_quat(torch.stack([e1, e2, n], -1))
     return Gaussians(p + disp, quats, scales, g.opacities.clone(), g.colors.clone()), n
 
@@ -256,8 +295,12 @@ class HeadPose:
     def interpolate(a: HeadPose, b: HeadPose, s: float) -> HeadPose:
         """Linear interpolation of angles and translation (s = 0 -> a, 1 -> b)."""
         lerp = lambda x, y: float(x + (y - x) * s)  # noqa: E731
-        return HeadPose(lerp(a.yaw, b.yaw), lerp(a.pitch, b.pitch), lerp(a.roll, b.roll),
-                        tuple(lerp(x, y) for x, y in zip(a.translation, b.translation)))
+        return HeadPose(
+            lerp(a.yaw, b.yaw),
+            lerp(a.pitch, b.pitch),
+            lerp(a.roll, b.roll),
+            tuple(lerp(x, y) for x, y in zip(a.translation, b.translation)),
+        )
 
     @classmethod
     def sample(cls, generator: torch.Generator, max_angle_deg: float = 20.0, max_translation: float = 0.1) -> HeadPose:
@@ -289,7 +332,9 @@ def pose_points(points: torch.Tensor, pose: HeadPose, distance: float) -> torch.
     return (points - pivot) @ rot.T + shift
 
 
-def posed(gaussians: Gaussians, normals: torch.Tensor, pose: HeadPose, distance: float) -> tuple[Gaussians, torch.Tensor]:
+def posed(
+    gaussians: Gaussians, normals: torch.Tensor, pose: HeadPose, distance: float
+) -> tuple[Gaussians, torch.Tensor]:
     """Rigid motion into the camera frame (:func:`pose_points`: about ``NECK_PIVOT``).
 
     Quats are pre-multiplied by R's quaternion (so each covariance becomes R Sigma R^T), scales and
@@ -298,8 +343,10 @@ def posed(gaussians: Gaussians, normals: torch.Tensor, pose: HeadPose, distance:
     rot = pose.rotation().to(gaussians.dtype)
     q = rotmat_to_quat(rot.unsqueeze(0))[0]
     g = gaussians
-    return (Gaussians(pose_points(g.means, pose, distance), _quat_mul(q, g.quats), g.scales, g.opacities, g.colors),
-            normals @ rot.T)
+    return (
+        Gaussians(pose_points(g.means, pose, distance), _quat_mul(q, g.quats), g.scales, g.opacities, g.colors),
+        normals @ rot.T,
+    )
 
 
 def shade(albedo: torch.Tensor, normals: torch.Tensor, light_dir: torch.Tensor, ambient: float = 0.35) -> torch.Tensor:

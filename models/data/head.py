@@ -29,8 +29,16 @@ from pyflowops.reference.splat import quat_to_rotmat
 
 from .texture import ValueNoise, eye_albedo, hair_albedo, project_photo, skin_albedo, smoothstep, wendland
 
-__all__ = ["PARTS", "REGIONS", "HeadIdentity", "Head", "build_head", "surface_points", "rotmat_to_quat",
-           "gaussian_spacing"]
+__all__ = [
+    "PARTS",
+    "REGIONS",
+    "HeadIdentity",
+    "Head",
+    "build_head",
+    "surface_points",
+    "rotmat_to_quat",
+    "gaussian_spacing",
+]
 
 PARTS = ("background", "skin", "brow", "eye", "nose", "lips", "mouth", "hair", "neck")  # label id = index
 # Motion groups used by the expression model (finer than PARTS): which displacement rule applies.
@@ -103,21 +111,44 @@ class HeadIdentity:
         t = u(0.0, 1.0) ** 1.2
         tone = _mix((0.95, 0.78, 0.68), (0.36, 0.23, 0.16), t)
         tone = tuple(min(1.0, max(0.0, c * u(0.95, 1.05))) for c in tone)
-        lip = tuple(min(1.0, c * f) for c, f in zip(tone, (0.92 * u(0.9, 1.05), 0.6 * u(0.85, 1.1), 0.66 * u(0.85, 1.1))))
-        hairs = [(0.05, 0.04, 0.035), (0.22, 0.13, 0.07), (0.4, 0.26, 0.14), (0.72, 0.57, 0.36), (0.5, 0.2, 0.08),
-                 (0.62, 0.61, 0.6)]
+        lip = tuple(
+            min(1.0, c * f) for c, f in zip(tone, (0.92 * u(0.9, 1.05), 0.6 * u(0.85, 1.1), 0.66 * u(0.85, 1.1)))
+        )
+        hairs = [
+            (0.05, 0.04, 0.035),
+            (0.22, 0.13, 0.07),
+            (0.4, 0.26, 0.14),
+            (0.72, 0.57, 0.36),
+            (0.5, 0.2, 0.08),
+            (0.62, 0.61, 0.6),
+        ]
         hair = hairs[int(torch.multinomial(torch.tensor([4.0, 4.0, 2.0, 1.5, 0.7, 1.0]), 1, generator=g))]
         hair = tuple(min(1.0, c * u(0.85, 1.15)) for c in hair)
         irises = [(0.3, 0.17, 0.07), (0.14, 0.08, 0.04), (0.3, 0.45, 0.62), (0.3, 0.42, 0.25), (0.42, 0.33, 0.15)]
         iris = irises[int(torch.multinomial(torch.tensor([4.0, 3.0, 2.0, 1.0, 1.5]), 1, generator=g))]
         iris = tuple(min(1.0, c * u(0.85, 1.15)) for c in iris)
         return cls(
-            head_width=u(0.72, 0.84), head_height=u(0.93, 1.07), head_depth=u(0.88, 1.0), jaw_width=u(0.7, 0.9),
-            chin_length=u(0.93, 1.07), nose_length=u(0.2, 0.32), nose_width=u(0.07, 0.1), brow_ridge=u(0.015, 0.05),
-            eye_spacing=u(0.29, 0.35), eye_size=u(0.9, 1.08), lip_fullness=u(0.7, 1.3), mouth_width=u(0.17, 0.23),
-            skin_tone=tone, lip_color=lip, iris_color=iris, hair_color=hair, hair_line=u(-0.8, -0.5),
-            hair_volume=u(0.02, 0.08), freckles=int(torch.randint(0, 40, (), generator=g)) * int(u(0, 1) < 0.25),
-            moles=int(torch.randint(0, 5, (), generator=g)), stubble=u(0.0, 0.8) * float(u(0, 1) < 0.3),
+            head_width=u(0.72, 0.84),
+            head_height=u(0.93, 1.07),
+            head_depth=u(0.88, 1.0),
+            jaw_width=u(0.7, 0.9),
+            chin_length=u(0.93, 1.07),
+            nose_length=u(0.2, 0.32),
+            nose_width=u(0.07, 0.1),
+            brow_ridge=u(0.015, 0.05),
+            eye_spacing=u(0.29, 0.35),
+            eye_size=u(0.9, 1.08),
+            lip_fullness=u(0.7, 1.3),
+            mouth_width=u(0.17, 0.23),
+            skin_tone=tone,
+            lip_color=lip,
+            iris_color=iris,
+            hair_color=hair,
+            hair_line=u(-0.8, -0.5),
+            hair_volume=u(0.02, 0.08),
+            freckles=int(torch.randint(0, 40, (), generator=g)) * int(u(0, 1) < 0.25),
+            moles=int(torch.randint(0, 5, (), generator=g)),
+            stubble=u(0.0, 0.8) * float(u(0, 1) < 0.3),
         )
 
 
@@ -137,7 +168,7 @@ class _Layout:
     @classmethod
     def of(cls, ident: HeadIdentity) -> _Layout:
         hh = ident.head_height
-        return cls(ident, -0.07 * hh, -0.25 * hh, 0.55 * hh * ident.chin_length ** 0.5, 0.97 * hh * ident.chin_length)
+        return cls(ident, -0.07 * hh, -0.25 * hh, 0.55 * hh * ident.chin_length**0.5, 0.97 * hh * ident.chin_length)
 
     # eye opening sizes: the lid window (visible eyeball) and the larger hole in the skin (visible lids)
     @property
@@ -183,8 +214,8 @@ def _radius(u: torch.Tensor, lay: _Layout) -> tuple[torch.Tensor, torch.Tensor]:
     f = f - sum(0.015 * _bump(x - sx, y - 0.33, 0.03, 0.025) for sx in (-0.045, 0.045))  # nostrils
     ym, mw, lf = lay.mouth_y, ident.mouth_width, ident.lip_fullness
     f = f + 0.05 * _bump(x, y - ym, 0.38, 0.3)  # the muzzle over the teeth
-    f = f + 0.03 * lf * _bump(x, y - (ym - 0.03), mw * 1.05, 0.04 * lf ** 0.5)  # upper lip
-    f = f + 0.035 * lf * _bump(x, y - (ym + 0.04), mw * 0.95, 0.05 * lf ** 0.5)  # lower lip
+    f = f + 0.03 * lf * _bump(x, y - (ym - 0.03), mw * 1.05, 0.04 * lf**0.5)  # upper lip
+    f = f + 0.035 * lf * _bump(x, y - (ym + 0.04), mw * 0.95, 0.05 * lf**0.5)  # lower lip
     f = f + 0.05 * _bump(x, y - (lay.chin_y - 0.13), 0.22, 0.15)  # chin
     hair = smoothstep(0.0, 0.08, _hairline(u, lay) - y)
     return r0 + front * f + ident.hair_volume * hair, hair
@@ -215,12 +246,15 @@ def rotmat_to_quat(m: torch.Tensor) -> torch.Tensor:
     m00, m01, m02 = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
     m10, m11, m12 = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
     m20, m21, m22 = m[:, 2, 0], m[:, 2, 1], m[:, 2, 2]
-    cands = torch.stack([
-        torch.stack([1 + m00 + m11 + m22, m21 - m12, m02 - m20, m10 - m01], -1),
-        torch.stack([m21 - m12, 1 + m00 - m11 - m22, m01 + m10, m02 + m20], -1),
-        torch.stack([m02 - m20, m01 + m10, 1 - m00 + m11 - m22, m12 + m21], -1),
-        torch.stack([m10 - m01, m02 + m20, m12 + m21, 1 - m00 - m11 + m22], -1),
-    ], 1)  # [N, 4 candidates, 4]: candidate k has component k = 4 q_k^2 / (4 q_k)...
+    cands = torch.stack(
+        [
+            torch.stack([1 + m00 + m11 + m22, m21 - m12, m02 - m20, m10 - m01], -1),
+            torch.stack([m21 - m12, 1 + m00 - m11 - m22, m01 + m10, m02 + m20], -1),
+            torch.stack([m02 - m20, m01 + m10, 1 - m00 + m11 - m22, m12 + m21], -1),
+            torch.stack([m10 - m01, m02 + m20, m12 + m21, 1 - m00 - m11 + m22], -1),
+        ],
+        1,
+    )  # [N, 4 candidates, 4]: candidate k has component k = 4 q_k^2 / (4 q_k)...
     diag = torch.stack([cands[:, k, k] for k in range(4)], -1)
     best = diag.argmax(-1)  # the largest component: no division by a small number
     q = cands[torch.arange(m.shape[0]), best]
@@ -240,15 +274,21 @@ class _Piece:
     lower: torch.Tensor | None = None
 
     def select(self, keep: torch.Tensor) -> _Piece:
-        return _Piece(*(None if v is None else v[keep] for v in (self.means, self.axes, self.scales, self.labels,
-                                                                    self.regions, self.albedo, self.lower)))
+        return _Piece(
+            *(
+                None if v is None else v[keep]
+                for v in (self.means, self.axes, self.scales, self.labels, self.regions, self.albedo, self.lower)
+            )
+        )
 
 
 def _frame(normal: torch.Tensor, hint: torch.Tensor) -> torch.Tensor:
     """[P, 3, 3] right-handed frames (t1, t2, n): t1 = hint projected on the tangent plane."""
     n = F.normalize(normal, dim=-1)
     t1 = hint - (hint * n).sum(-1, keepdim=True) * n
-    t1 = torch.where(t1.norm(dim=-1, keepdim=True) < 1e-6, torch.linalg.cross(n, torch.tensor([0.3, 1.0, 0.2]).expand_as(n)), t1)
+    t1 = torch.where(
+        t1.norm(dim=-1, keepdim=True) < 1e-6, torch.linalg.cross(n, torch.tensor([0.3, 1.0, 0.2]).expand_as(n)), t1
+    )
     t1 = F.normalize(t1, dim=-1)
     return torch.stack([t1, torch.linalg.cross(n, t1), n], -1)
 
@@ -334,7 +374,11 @@ def _skin(lay: _Layout, h: float, noise: ValueNoise, g: torch.Generator, resolut
     p = u * r.unsqueeze(-1)
     # Gaussian axes from the exact differential of p(u) = r(u) u: the gradient direction stretches by |r t1 + g u|.
     gnorm = grad.norm(dim=-1, keepdim=True)
-    t1 = torch.where(gnorm > 1e-9, grad / gnorm.clamp(min=1e-12), F.normalize(torch.linalg.cross(u, torch.tensor([0.3, 1.0, 0.2]).expand_as(u)), dim=-1))
+    t1 = torch.where(
+        gnorm > 1e-9,
+        grad / gnorm.clamp(min=1e-12),
+        F.normalize(torch.linalg.cross(u, torch.tensor([0.3, 1.0, 0.2]).expand_as(u)), dim=-1),
+    )
     a1 = r.unsqueeze(-1) * t1 + gnorm * u
     h_sph = math.sqrt(4 * math.pi / n)
     normal = F.normalize(u - grad / r.unsqueeze(-1), dim=-1)
@@ -344,20 +388,24 @@ def _skin(lay: _Layout, h: float, noise: ValueNoise, g: torch.Generator, resolut
     x, y, z = p.unbind(-1)
     labels = torch.full((n,), _part("skin"))
     # painted brows: an arc above each eye, thick at the inner end
-    es, s = lay.ident.eye_spacing, lay.ident.eye_size
+    es = lay.ident.eye_spacing
     brow = torch.zeros(n)
     for side in (-1, 1):
         t = (x * side - (es - 0.17)) / 0.38  # 0 at the inner end, 1 at the outer end
         centre = lay.brow_y + 0.03 - 0.045 * torch.sin(math.pi * t.clamp(0, 1)) + 0.03 * t
         thick = 0.045 - 0.025 * t
-        inside = smoothstep(1.0, 0.7, (y - centre).abs() / thick.clamp(min=0.01)) * smoothstep(-0.05, 0.05, t) * smoothstep(1.05, 0.95, t)
+        inside = (
+            smoothstep(1.0, 0.7, (y - centre).abs() / thick.clamp(min=0.01))
+            * smoothstep(-0.05, 0.05, t)
+            * smoothstep(1.05, 0.95, t)
+        )
         brow = torch.maximum(brow, inside * (z < 0).float())
     strokes = 0.55 + 0.45 * (noise(p, (120.0, 25.0, 120.0)) > -0.2).float()
     nose = ((x.abs() < 0.16) & (y > -0.15) & (y < 0.37) & (z < -0.6) & (lay.ident.nose_length > 0)).float()
     nose = nose * (_nose_height(x, y, lay) > 0.02).float()
     ym, mw = lay.mouth_y, lay.ident.mouth_width
-    lip_lo = (y - ym).clamp(min=0) / (0.075 * lay.ident.lip_fullness ** 0.5)
-    lip_up = (ym - y).clamp(min=0) / (0.06 * lay.ident.lip_fullness ** 0.5)
+    lip_lo = (y - ym).clamp(min=0) / (0.075 * lay.ident.lip_fullness**0.5)
+    lip_up = (ym - y).clamp(min=0) / (0.06 * lay.ident.lip_fullness**0.5)
     lip_shape = (x / (mw * 0.98)) ** 2 + torch.where(y > ym, lip_lo, lip_up) ** 2
     lips = smoothstep(1.0, 0.85, lip_shape) * (z < 0).float()
     labels[nose > 0] = _part("nose")
@@ -367,7 +415,9 @@ def _skin(lay: _Layout, h: float, noise: ValueNoise, g: torch.Generator, resolut
     labels[is_hair] = _part("hair")
     spots = _spots(p[(z < -0.4) & (labels == _part("skin"))], lay.ident, g)
     albedo = skin_albedo(p, lay.ident, noise, g, resolution, spots)
-    albedo = albedo + (torch.tensor(lay.ident.lip_color) * (1 + 0.06 * noise(p, 60.0)).unsqueeze(-1) - albedo) * lips.unsqueeze(-1)
+    albedo = albedo + (
+        torch.tensor(lay.ident.lip_color) * (1 + 0.06 * noise(p, 60.0)).unsqueeze(-1) - albedo
+    ) * lips.unsqueeze(-1)
     nostril = sum(_bump(x - sx, y - 0.345, 0.025, 0.018) for sx in (-0.045, 0.045)) * (z < 0).float()
     albedo = albedo * (1 - 0.6 * nostril.clamp(max=1)).unsqueeze(-1)
     brow_col = torch.tensor(lay.ident.hair_color) * 0.8
@@ -385,7 +435,9 @@ def _skin(lay: _Layout, h: float, noise: ValueNoise, g: torch.Generator, resolut
 
 def _nose_height(x: torch.Tensor, y: torch.Tensor, lay: _Layout) -> torch.Tensor:
     nl = lay.ident.nose_length
-    return 0.5 * nl * wendland((y - 0.08).abs() / 0.28) * wendland(x.abs() / 0.075) + 0.62 * nl * _bump(x, y - 0.24, 0.085, 0.13)
+    return 0.5 * nl * wendland((y - 0.08).abs() / 0.28) * wendland(x.abs() / 0.075) + 0.62 * nl * _bump(
+        x, y - 0.24, 0.085, 0.13
+    )
 
 
 NECK = (0.4, 0.42, 0.18, 2.1)  # x radius, z radius, z centre, bottom y
@@ -402,9 +454,12 @@ def _spots(candidates: torch.Tensor, ident: HeadIdentity, g: torch.Generator) ->
     if k == 0 or candidates.shape[0] == 0:
         return torch.zeros(0, 5)
     idx = torch.randint(candidates.shape[0], (k,), generator=g)
-    radius = torch.cat([0.006 + 0.008 * torch.rand(ident.freckles, generator=g),
-                        0.008 + 0.012 * torch.rand(ident.moles, generator=g)])
-    dark = torch.cat([0.2 + 0.2 * torch.rand(ident.freckles, generator=g), 0.6 + 0.3 * torch.rand(ident.moles, generator=g)])
+    radius = torch.cat(
+        [0.006 + 0.008 * torch.rand(ident.freckles, generator=g), 0.008 + 0.012 * torch.rand(ident.moles, generator=g)]
+    )
+    dark = torch.cat(
+        [0.2 + 0.2 * torch.rand(ident.freckles, generator=g), 0.6 + 0.3 * torch.rand(ident.moles, generator=g)]
+    )
     return torch.cat([candidates[idx], radius[:, None], dark[:, None]], 1)
 
 
@@ -423,11 +478,20 @@ def _neck(lay: _Layout, h: float, noise: ValueNoise, g: torch.Generator, resolut
     axes = _frame(normal, torch.tensor([0.0, 1.0, 0.0]).expand(m, 3))
     scales = _flat_scales(torch.full((m,), SIGMA * h), torch.full((m,), SIGMA * h))
     albedo = skin_albedo(p, lay.ident, noise, g, resolution, torch.zeros(0, 5)) * 0.95
-    return _Piece(p, axes, scales, torch.full((m,), _part("neck")), torch.full((m,), _region("neck")), albedo,
-                  torch.ones(m, dtype=torch.bool))
+    return _Piece(
+        p,
+        axes,
+        scales,
+        torch.full((m,), _part("neck")),
+        torch.full((m,), _region("neck")),
+        albedo,
+        torch.ones(m, dtype=torch.bool),
+    )
 
 
-def _sphere_cap(centre: torch.Tensor, radius: float, h: float, max_angle_deg: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _sphere_cap(
+    centre: torch.Tensor, radius: float, h: float, max_angle_deg: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Points [P, 3] and outward unit normals of a sphere's front cap (within max_angle of -z)."""
     n = max(200, int(4 * math.pi * radius**2 / h**2))
     u = _fibonacci(n)
@@ -445,9 +509,17 @@ def _eyes(lay: _Layout, h: float, noise: ValueNoise, anchors: dict) -> list[_Pie
         m = p.shape[0]
         axes = _frame(n, torch.tensor([0.0, 1.0, 0.0]).expand(m, 3))
         sc = SIGMA * h * 0.8
-        pieces.append(_Piece(p, axes, _flat_scales(torch.full((m,), sc), torch.full((m,), sc)),
-                             torch.full((m,), _part("eye")), torch.full((m,), _region("eyeball")),
-                             eye_albedo(p - c, ident, noise, lay.eye_radius), torch.zeros(m, dtype=torch.bool)))
+        pieces.append(
+            _Piece(
+                p,
+                axes,
+                _flat_scales(torch.full((m,), sc), torch.full((m,), sc)),
+                torch.full((m,), _part("eye")),
+                torch.full((m,), _region("eyeball")),
+                eye_albedo(p - c, ident, noise, lay.eye_radius),
+                torch.zeros(m, dtype=torch.bool),
+            )
+        )
         for upper in (True, False):
             radius = lay.lid_radius + (0.006 if upper else 0.0)  # the upper lid slides over the lower one
             p, n = _sphere_cap(c, radius, h, 85)
@@ -457,7 +529,9 @@ def _eyes(lay: _Layout, h: float, noise: ValueNoise, anchors: dict) -> list[_Pie
             p, n, dx, dy = p[part & ~window], n[part & ~window], dx[part & ~window], dy[part & ~window]
             m = p.shape[0]
             axes = _frame(n, torch.tensor([1.0, 0.0, 0.0]).expand(m, 3))
-            base = skin_albedo(p, ident, noise, torch.Generator(), 0, torch.zeros(0, 5)) * torch.tensor([0.97, 0.9, 0.9])
+            base = skin_albedo(p, ident, noise, torch.Generator(), 0, torch.zeros(0, 5)) * torch.tensor(
+                [0.97, 0.9, 0.9]
+            )
             # lash line along the lid margin (dark on the upper lid, pink on the lower)
             s = ident.eye_size
             aw = 0.125 * s
@@ -468,13 +542,23 @@ def _eyes(lay: _Layout, h: float, noise: ValueNoise, anchors: dict) -> list[_Pie
             col = torch.tensor([0.06, 0.05, 0.05]) if upper else torch.tensor([0.7, 0.45, 0.42])
             base = base + (col - base) * (lash * (0.9 if upper else 0.5)).unsqueeze(-1)
             region = _region("lid_upper" if upper else "lid_lower")
-            pieces.append(_Piece(p, axes, _flat_scales(torch.full((m,), SIGMA * h), torch.full((m,), SIGMA * h)),
-                                 torch.full((m,), _part("skin")), torch.full((m,), region), base.clamp(0, 1),
-                                 torch.zeros(m, dtype=torch.bool)))
+            pieces.append(
+                _Piece(
+                    p,
+                    axes,
+                    _flat_scales(torch.full((m,), SIGMA * h), torch.full((m,), SIGMA * h)),
+                    torch.full((m,), _part("skin")),
+                    torch.full((m,), region),
+                    base.clamp(0, 1),
+                    torch.zeros(m, dtype=torch.bool),
+                )
+            )
     return pieces
 
 
-def _arc_patch(centre_z: float, radius: float, half_width: float, y0: float, y1: float, h: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _arc_patch(
+    centre_z: float, radius: float, half_width: float, y0: float, y1: float, h: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A vertical cylinder band around the axis (0, *, centre_z): points [P, 3], normals toward -z, arc coord [P]."""
     phim = math.asin(min(0.98, half_width / radius))
     s, t = _grid(2 * radius * phim, y1 - y0, h)
@@ -493,9 +577,15 @@ def _mouth(lay: _Layout, h: float, noise: ValueNoise, anchors: dict) -> list[_Pi
     def piece(p, n, label, region, albedo, lower, hint=(0.0, 1.0, 0.0)):
         m = p.shape[0]
         axes = _frame(n, torch.tensor(hint).expand(m, 3))
-        return _Piece(p, axes, _flat_scales(torch.full((m,), SIGMA * h), torch.full((m,), SIGMA * h)),
-                      torch.full((m,), _part(label)), torch.full((m,), _region(region)), albedo.clamp(0, 1),
-                      torch.full((m,), lower, dtype=torch.bool))
+        return _Piece(
+            p,
+            axes,
+            _flat_scales(torch.full((m,), SIGMA * h), torch.full((m,), SIGMA * h)),
+            torch.full((m,), _part(label)),
+            torch.full((m,), _region(region)),
+            albedo.clamp(0, 1),
+            torch.full((m,), lower, dtype=torch.bool),
+        )
 
     rw = 0.45
     # the cavity wall: a fixed upper part and a slightly deeper lower part that turns with the jaw
@@ -530,14 +620,28 @@ def _landmarks(lay: _Layout) -> tuple[dict[str, torch.Tensor], dict[str, torch.T
     ident = lay.ident
     es, ym, mw = ident.eye_spacing, lay.mouth_y, ident.mouth_width
     pts = {
-        "brow_inner_l": (-(es - 0.15), lay.brow_y + 0.01), "brow_inner_r": (es - 0.15, lay.brow_y + 0.01),
-        "brow_l": (-es, lay.brow_y - 0.02), "brow_r": (es, lay.brow_y - 0.02),
-        "brow_outer_l": (-(es + 0.18), lay.brow_y + 0.02), "brow_outer_r": (es + 0.18, lay.brow_y + 0.02),
-        "nose_bridge": (0.0, lay.eye_y), "nose_tip": (0.0, 0.24),
-        "mouth_l": (-mw, ym), "mouth_r": (mw, ym), "lip_upper": (0.0, ym - 0.03), "lip_lower": (0.0, ym + 0.04),
-        "mouth": (0.0, ym), "chin": (0.0, lay.chin_y - 0.13), "cheek_l": (-0.42, 0.12), "cheek_r": (0.42, 0.12),
-        "jaw": (0.0, lay.chin_y - 0.04), "jaw_l": (-0.55, 0.6), "jaw_r": (0.55, 0.6),
-        "forehead": (0.0, -0.55), "eye_socket_l": (-es, lay.eye_y), "eye_socket_r": (es, lay.eye_y),
+        "brow_inner_l": (-(es - 0.15), lay.brow_y + 0.01),
+        "brow_inner_r": (es - 0.15, lay.brow_y + 0.01),
+        "brow_l": (-es, lay.brow_y - 0.02),
+        "brow_r": (es, lay.brow_y - 0.02),
+        "brow_outer_l": (-(es + 0.18), lay.brow_y + 0.02),
+        "brow_outer_r": (es + 0.18, lay.brow_y + 0.02),
+        "nose_bridge": (0.0, lay.eye_y),
+        "nose_tip": (0.0, 0.24),
+        "mouth_l": (-mw, ym),
+        "mouth_r": (mw, ym),
+        "lip_upper": (0.0, ym - 0.03),
+        "lip_lower": (0.0, ym + 0.04),
+        "mouth": (0.0, ym),
+        "chin": (0.0, lay.chin_y - 0.13),
+        "cheek_l": (-0.42, 0.12),
+        "cheek_r": (0.42, 0.12),
+        "jaw": (0.0, lay.chin_y - 0.04),
+        "jaw_l": (-0.55, 0.6),
+        "jaw_r": (0.55, 0.6),
+        "forehead": (0.0, -0.55),
+        "eye_socket_l": (-es, lay.eye_y),
+        "eye_socket_r": (es, lay.eye_y),
     }
     x = torch.tensor([v[0] for v in pts.values()])
     y = torch.tensor([v[1] for v in pts.values()])
@@ -557,8 +661,13 @@ def _landmarks(lay: _Layout) -> tuple[dict[str, torch.Tensor], dict[str, torch.T
     return landmarks, anchors
 
 
-def build_head(identity: HeadIdentity, resolution: int = 512, texture: str | np.ndarray | None = None,
-               generator: torch.Generator | None = None, face_fraction: float = 0.6) -> Head:
+def build_head(
+    identity: HeadIdentity,
+    resolution: int = 512,
+    texture: str | np.ndarray | None = None,
+    generator: torch.Generator | None = None,
+    face_fraction: float = 0.6,
+) -> Head:
     """Build the neutral head of ``identity`` for rendering at ``resolution`` pixels.
 
     Args:
@@ -594,10 +703,24 @@ def build_head(identity: HeadIdentity, resolution: int = 512, texture: str | np.
         photo, weight = project_photo(means, normals, texture if not isinstance(texture, Path) else str(texture))
         weight = weight * (labels != _part("mouth")).float() * (labels != _part("eye")).float()
         albedo = albedo + (photo - albedo) * weight.unsqueeze(-1)
-    gaussians = Gaussians(means.contiguous(), rotmat_to_quat(axes), scales.contiguous(),
-                          torch.full((means.shape[0],), OPACITY), albedo.clone())
-    return Head(gaussians, normals, albedo, labels, landmarks, torch.cat([p.regions for p in pieces]).long(),
-                torch.cat([p.lower for p in pieces]), anchors, identity)
+    gaussians = Gaussians(
+        means.contiguous(),
+        rotmat_to_quat(axes),
+        scales.contiguous(),
+        torch.full((means.shape[0],), OPACITY),
+        albedo.clone(),
+    )
+    return Head(
+        gaussians,
+        normals,
+        albedo,
+        labels,
+        landmarks,
+        torch.cat([p.regions for p in pieces]).long(),
+        torch.cat([p.lower for p in pieces]),
+        anchors,
+        identity,
+    )
 
 
 def surface_points(head: Head, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -615,6 +738,7 @@ def surface_points(head: Head, count: int, generator: torch.Generator) -> tuple[
     rot = quat_to_rotmat(g.quats[index])
     rad = torch.sqrt(torch.rand(count, generator=generator))
     ang = torch.rand(count, generator=generator) * 2 * math.pi
-    offset = (rot[:, :, 0] * (g.scales[index, 0] * rad * torch.cos(ang)).unsqueeze(-1)
-              + rot[:, :, 1] * (g.scales[index, 1] * rad * torch.sin(ang)).unsqueeze(-1))
+    offset = rot[:, :, 0] * (g.scales[index, 0] * rad * torch.cos(ang)).unsqueeze(-1) + rot[:, :, 1] * (
+        g.scales[index, 1] * rad * torch.sin(ang)
+    ).unsqueeze(-1)
     return g.means[index] + offset, index

@@ -69,8 +69,9 @@ def _blend(base: torch.Tensor, color, weight: torch.Tensor) -> torch.Tensor:
     return base + (color - base) * weight.unsqueeze(-1)
 
 
-def skin_albedo(points: torch.Tensor, identity, noise: ValueNoise, generator: torch.Generator,
-                resolution: int, spots: torch.Tensor) -> torch.Tensor:
+def skin_albedo(
+    points: torch.Tensor, identity, noise: ValueNoise, generator: torch.Generator, resolution: int, spots: torch.Tensor
+) -> torch.Tensor:
     """[P, 3] skin colour at points [P, 3]: tone, low-frequency variation, blush, pores (resolution >= 1024),
     freckles/moles at ``spots`` [K, 5] (x, y, z, radius, darkness)."""
     tone = torch.tensor(identity.skin_tone, dtype=points.dtype)
@@ -121,8 +122,12 @@ def eye_albedo(local: torch.Tensor, identity, noise: ValueNoise, radius: float) 
     return _blend(color, (0.02, 0.02, 0.02), pupil).clamp(0, 1)
 
 
-def project_photo(points: torch.Tensor, normals: torch.Tensor, image: str | Path | np.ndarray,
-                  box: tuple[float, float, float, float] = (-0.8, 0.8, -1.0, 1.05)) -> tuple[torch.Tensor, torch.Tensor]:
+def project_photo(
+    points: torch.Tensor,
+    normals: torch.Tensor,
+    image: str | Path | np.ndarray,
+    box: tuple[float, float, float, float] = (-0.8, 0.8, -1.0, 1.05),
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A face photo projected orthographically along z onto the front of the head.
 
     The image is centre-cropped to the aspect of ``box`` = (x0, x1, y0, y1) (head units) and
@@ -144,10 +149,10 @@ def project_photo(points: torch.Tensor, normals: torch.Tensor, image: str | Path
     aspect = (x1 - x0) / (y1 - y0)
     if w / h > aspect:  # crop the width
         cw = int(round(h * aspect))
-        img = img[:, (w - cw) // 2:(w - cw) // 2 + cw]
+        img = img[:, (w - cw) // 2 : (w - cw) // 2 + cw]
     else:
         ch = int(round(w / aspect))
-        img = img[(h - ch) // 2:(h - ch) // 2 + ch]
+        img = img[(h - ch) // 2 : (h - ch) // 2 + ch]
     tex = torch.from_numpy(np.ascontiguousarray(img)).to(points.dtype)
     h, w = tex.shape[:2]
     u = ((points[:, 0] - x0) / (x1 - x0) * w - 0.5).clamp(0, w - 1)
@@ -155,8 +160,9 @@ def project_photo(points: torch.Tensor, normals: torch.Tensor, image: str | Path
     # bilinear lookup
     u0, v0 = u.floor().long().clamp(max=w - 2), v.floor().long().clamp(max=h - 2)
     fu, fv = (u - u0).unsqueeze(-1), (v - v0).unsqueeze(-1)
-    color = ((tex[v0, u0] * (1 - fu) + tex[v0, u0 + 1] * fu) * (1 - fv)
-             + (tex[v0 + 1, u0] * (1 - fu) + tex[v0 + 1, u0 + 1] * fu) * fv)
+    color = (tex[v0, u0] * (1 - fu) + tex[v0, u0 + 1] * fu) * (1 - fv) + (
+        tex[v0 + 1, u0] * (1 - fu) + tex[v0 + 1, u0 + 1] * fu
+    ) * fv
     inside = ((points[:, 0] > x0) & (points[:, 0] < x1) & (points[:, 1] > y0) & (points[:, 1] < y1)).to(points.dtype)
     weight = smoothstep(0.25, 0.6, -normals[:, 2]) * inside
     return color.clamp(0, 1), weight

@@ -10,7 +10,6 @@ import torch
 
 import pyflowops_models
 from pyflowops_models.correlation import allpairs_bytes, make_corr_block
-from pyflowops_models.raft import RAFT
 from pyflowops_models.upsample import InputPadder, convex_upsample
 from pyflowops.nn import AlternateCorrBlock, CorrBlock
 
