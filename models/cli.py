@@ -1,8 +1,9 @@
 """The ``pyflowops`` command: ``pyflowops info|synth|stats|train|eval|infer|bench``.
 
 ``info`` (build, backends, models), ``synth`` (synthetic facial flow data),
-``stats`` (a data set's flow statistics) and ``infer`` (flow for images or a
-video, :mod:`.cli_infer`) work now. The others are the jobs of the training and evaluation issues; until
+``stats`` (a data set's flow statistics), ``eval`` (metrics and classical
+baselines, :mod:`.cli_eval`) and ``infer`` (flow for images or a video,
+:mod:`.cli_infer`) work now. The others are the jobs of the training and evaluation issues; until
 they land each says so and exits 2.
 """
 
@@ -18,7 +19,6 @@ __all__ = ["main"]
 # subcommand -> what it will do, and the issue that builds it
 _PLANNED = {
     "train": ("train DecFlow / SRFlowNet", 10),
-    "eval": ("evaluate a checkpoint (EPE, 1/3/5 px)", 11),
     "bench": ("model and kernel benchmarks", 11),
 }
 
@@ -136,8 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("info", help="build, backends and models").set_defaults(run=_info)
     _add_synth(sub)
     _add_stats(sub)
-    from . import cli_infer
+    from . import cli_eval, cli_infer
 
+    cli_eval.add_parser(sub)
     cli_infer.add_parser(sub)
     for name, (what, issue) in _PLANNED.items():
         def planned(_: argparse.Namespace, name=name, issue=issue) -> int:
