@@ -10,19 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_infer import positive_int
+
 __all__ = ["add_parser"]
 
 _PROG = "pyflowops eval"
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _baselines(text: str) -> list[str]:
@@ -118,14 +110,14 @@ def add_parser(subparsers) -> None:
                    "<name>_1.png, <name>_2.png, <name>.flo (optional <name>_mask.png, <name>_points.txt), or "
                    "'synthetic' for held-out pairs rendered on the fly")
     p.add_argument("--split", default="test", help="split folder of a FacialFlowNet-layout set (default test)")
-    p.add_argument("--pairs", type=_positive, default=None, metavar="N",
+    p.add_argument("--pairs", type=positive_int, default=None, metavar="N",
                    help="evaluate N pairs spread evenly over the set (default: all; synthetic: 32)")
-    p.add_argument("--size", type=_positive, default=256, help="image side of synthetic pairs (default 256)")
+    p.add_argument("--size", type=positive_int, default=256, help="image side of synthetic pairs (default 256)")
     p.add_argument("--seed", type=int, default=0, help="data set seed of synthetic pairs (default 0)")
     p.add_argument("--first-index", type=int, default=1_000_000,
                    help="first sequence index of synthetic pairs; the default 1000000 keeps them apart from "
                    "training sequences")
-    p.add_argument("--iters", type=_positive, default=12, help="refinement iterations of the networks (default 12)")
+    p.add_argument("--iters", type=positive_int, default=12, help="refinement iterations of the networks (default 12)")
     p.add_argument("--worst", type=int, default=4, metavar="K",
                    help="write panels of the K worst pairs per method into --out (default 4; 0: none)")
     p.add_argument("--out", default=None, metavar="DIR",

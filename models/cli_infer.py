@@ -20,7 +20,8 @@ __all__ = ["add_parser", "load_model"]
 _PROG = "pyflowops infer"
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1 (shared by the eval and infer commands)."""
     try:
         value = int(text)
     except ValueError:
@@ -182,9 +183,9 @@ def add_parser(subparsers) -> None:
                    "name raft|gma|decflow|srflownet, optionally :small, which has RANDOM weights: its flow is "
                    "meaningless, it only tries the pipeline")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
-    p.add_argument("--every", type=_positive, default=1, metavar="N",
+    p.add_argument("--every", type=positive_int, default=1, metavar="N",
                    help="video: use frames 0, N, 2N, ... and pair each with the next one used (default 1)")
-    p.add_argument("--iters", type=_positive, default=12, help="refinement iterations (default 12)")
+    p.add_argument("--iters", type=positive_int, default=12, help="refinement iterations (default 12)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (default cpu)")
     p.add_argument("--amp", action="store_true",
                    help="mixed precision: bfloat16 on the CPU, float16 on CUDA (correlation stays float32)")
