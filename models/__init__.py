@@ -14,5 +14,6 @@ Installed from the top-level ``models/`` folder as the import package
 
 from .checkpoint import LoadReport, load_checkpoint
 from .registry import MODEL_NAMES, SIZES, create
+from .train.checkpoint import load
 
-__all__ = ["create", "load_checkpoint", "LoadReport", "MODEL_NAMES", "SIZES"]
+__all__ = ["create", "load", "load_checkpoint", "LoadReport", "MODEL_NAMES", "SIZES"]

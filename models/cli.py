@@ -18,7 +18,6 @@ __all__ = ["main"]
 
 # subcommand -> what it will do, and the issue that builds it
 _PLANNED = {
-    "train": ("train DecFlow / SRFlowNet", 10),
     "bench": ("model and kernel benchmarks", 11),
 }
 
@@ -130,12 +129,27 @@ def _add_synth(sub) -> None:
     p.set_defaults(run=_synth)
 
 
+def _add_train(sub) -> None:
+    from .train.__main__ import add_arguments, run
+
+    p = sub.add_parser(
+        "train",
+        help="train DecFlow / SRFlowNet / GMA / RAFT from a YAML config",
+        description="Train a model from a bundled config (models/configs/NAME.yaml) or a YAML file: AdamW + "
+        "OneCycleLR, mixed precision, validation, TensorBoard, resumable atomic checkpoints. The same arguments "
+        "as `python -m pyflowops_models.train`, which torchrun launches for several processes or machines.",
+    )
+    add_arguments(p)
+    p.set_defaults(run=run)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyflowops", description="Facial optical flow: kernels, models, data.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="build, backends and models").set_defaults(run=_info)
     _add_synth(sub)
     _add_stats(sub)
+    _add_train(sub)
     from . import cli_eval, cli_infer
 
     cli_eval.add_parser(sub)

@@ -51,7 +51,7 @@ def load_model(spec: str) -> tuple[nn.Module, str]:
     gives that network with random weights (for trying the pipeline).
 
     Raises:
-        ValueError: the checkpoint is missing or cannot be read, or ``load`` is not available.
+        ValueError: the checkpoint is missing or cannot be read.
     """
     named = _model_name(spec)
     if named is not None:
@@ -69,13 +69,8 @@ def load_model(spec: str) -> tuple[nn.Module, str]:
             f"--model {spec}: no such checkpoint file or run directory "
             "(or give a model name raft|gma|decflow|srflownet[:small] for random weights)"
         )
-    try:
-        from . import load  # the training issue's loader; imported late so this module works without it
-    except ImportError:
-        raise ValueError(
-            "loading checkpoints needs pyflowops_models.load, which this install does not have yet; "
-            "try the pipeline with --model raft|gma|decflow|srflownet[:small] (random weights)"
-        ) from None
+    from . import load
+
     try:
         model = load(spec)
     except Exception as err:  # corrupt files surface as many types (RuntimeError, pickle, zip, KeyError, ...)

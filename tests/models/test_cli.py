@@ -13,7 +13,7 @@ def test_info_lists_backends_and_models(capsys):
     assert "cpu" in info["backends"] and info["models"] == ["raft", "gma", "decflow", "srflownet"]
 
 
-@pytest.mark.parametrize("command", ["train", "bench"])
+@pytest.mark.parametrize("command", ["bench"])
 def test_planned_commands_exit_2_and_say_so(command, capsys):
     assert main([command]) == 2
     assert "planned: issue" in capsys.readouterr().err
