@@ -4,7 +4,9 @@
 #   make demo    correlation demo (speed and memory of both lookups vs the reference), the
 #                gradient-regularization demo (denoise a synthetic face's flow; demo_out/gradreg_demo.png)
 #                the splatting demo (a Gaussian head turning and its exact flow; demo_out/splat_demo.png)
-#                and a small synthetic facial flow set with its report (demo_out/synth, demo_out/synth/report)
+#                then the main job: a synthetic facial flow set, DecFlow trained on it (both stages),
+#                evaluated against Farneback, DIS and TV-L1, one inference: demo/REPORT.md, demo/model.pt
+#                (DEMO_FAST=1: the same on a few tiny pairs, what CI runs)
 #   make test    the test suite
 #   make bench   benchmarks + benchmarks/RESULTS.md (tables and plots)
 # FORCE_CUDA=1 compiles the CUDA kernels too (CI does); FORCE_CUDA=0 skips them.
@@ -41,7 +43,7 @@ demo: build
 	$(PY) -m benchmarks.demo
 	$(PY) -m benchmarks.demo_gradreg
 	$(PY) -m benchmarks.demo_splat
-	$(PY) -m pyflowops_models.cli synth --out demo_out/synth --sequences 4 --size 256 --workers 2 --report --quiet
+	$(PY) -m pyflowops_models.demo --out demo
 
 test: build
 	$(PY) -m pytest tests -q

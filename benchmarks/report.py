@@ -89,13 +89,16 @@ class Row(MeasuredRow):
 def merge(datas: list[dict[str, Any]]) -> dict[str, Any]:
     """One pytest-benchmark JSON from several runs: their ``benchmarks`` and skipped cases concatenated.
 
-    Everything else (machine, date, budgets, bandwidth, session time) comes from the first
-    file; a key only a later file has is taken from the first file that has it.
+    A case measured in several files (same pytest ``fullname``) is taken from the last of them,
+    so passing the files oldest first lets a re-run replace older numbers. Everything else
+    (machine, date, budgets, bandwidth, session time) comes from the first file; a key only a
+    later file has is taken from the first file that has it.
     """
     if not datas:
         raise ValueError("merge: no results")
     merged = dict(datas[0])
-    merged["benchmarks"] = [b for d in datas for b in d.get("benchmarks", [])]
+    by_name = {b.get("fullname", id(b)): b for d in datas for b in d.get("benchmarks", [])}
+    merged["benchmarks"] = list(by_name.values())
     extras = [d.get("pyflowops") for d in datas if d.get("pyflowops")]
     if extras:
         extra: dict[str, Any] = {}
@@ -553,9 +556,10 @@ def render(rows: list[Row], extra: dict[str, Any], data: dict[str, Any], out: Pa
     from benchmarks import report_splat
 
     doc += report_splat.section(data, out)
-    from benchmarks import report_models, report_synth
+    from benchmarks import report_models, report_synth, report_train
 
     doc += report_models.section(data, out)
+    doc += report_train.section(data, out)
     doc += report_synth.section(data, out)
     text = "\n".join(doc)
     out.write_text(text)

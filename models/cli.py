@@ -1,10 +1,9 @@
 """The ``pyflowops`` command: ``pyflowops info|synth|stats|train|eval|infer|bench``.
 
 ``info`` (build, backends, models), ``synth`` (synthetic facial flow data),
-``stats`` (a data set's flow statistics), ``eval`` (metrics and classical
-baselines, :mod:`.cli_eval`) and ``infer`` (flow for images or a video,
-:mod:`.cli_infer`) work now. The others are the jobs of the training and evaluation issues; until
-they land each says so and exits 2.
+``stats`` (a data set's flow statistics), ``train`` (:mod:`.train`), ``eval`` (metrics and
+classical baselines, :mod:`.cli_eval`), ``infer`` (flow for images or a video, :mod:`.cli_infer`)
+and ``bench`` (the benchmarks and RESULTS.md, :mod:`.cli_bench`).
 """
 
 from __future__ import annotations
@@ -16,10 +15,6 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-# subcommand -> what it will do, and the issue that builds it
-_PLANNED = {
-    "bench": ("model and kernel benchmarks", 11),
-}
 
 
 def _info(_: argparse.Namespace) -> int:
@@ -150,16 +145,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _add_stats(sub)
     _add_train(sub)
-    from . import cli_eval, cli_infer
+    from . import cli_bench, cli_eval, cli_infer
 
     cli_eval.add_parser(sub)
     cli_infer.add_parser(sub)
-    for name, (what, issue) in _PLANNED.items():
-        def planned(_: argparse.Namespace, name=name, issue=issue) -> int:
-            print(f"pyflowops {name}: not available in this version yet (planned: issue {issue})", file=sys.stderr)
-            return 2
-
-        sub.add_parser(name, help=f"{what} (not yet available)").set_defaults(run=planned)
+    cli_bench.add_parser(sub)
     return parser
 
 

@@ -67,7 +67,6 @@ def _run(args: argparse.Namespace) -> int:
     methods: dict = {}
     for spec in args.model or []:
         try:
-            # load_model imports pyflowops_models.load lazily and says clearly when it is missing
             model, what = load_model(spec)
         except ValueError as err:
             return fail(str(err))

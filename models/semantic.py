@@ -128,8 +128,12 @@ def _read_state(path_or_state_dict, who: str) -> tuple[dict[str, torch.Tensor], 
     """(state dict, a name for messages) from a path or a dict, unwrapping training checkpoints."""
     if isinstance(path_or_state_dict, (str, Path)):
         path = Path(path_or_state_dict)
+        if path.is_dir():  # a `pyflowops train` run directory (stage 0): its newest readable checkpoint
+            from .train.checkpoint import latest
+
+            path = latest(path) or path
         if not path.is_file():
-            raise FileNotFoundError(f"{who}: no weights file at {path}")
+            raise FileNotFoundError(f"{who}: no weights file (or run directory with a checkpoint) at {path}")
         state = torch.load(path, map_location="cpu", weights_only=True)
         source = str(path)
     else:

@@ -26,7 +26,7 @@ from pyflowops.flow import read_flo
 
 from .augment import FlowAugmentor
 from .backgrounds import Backgrounds
-from .sequence import FramePair, render_pair, sequence_spec
+from .sequence import MOTION_SCALES, FramePair, render_pair, sequence_spec
 
 __all__ = ["FacialFlowDataset", "RenderedFacialFlowDataset"]
 
@@ -123,13 +123,16 @@ class RenderedFacialFlowDataset(Dataset):
         split: written into ``sequence``. first_index: offset of the sequence indices.
         augment: a :class:`~.augment.FlowAugmentor`. backgrounds: a folder of images (None: scikit-image's).
         extras: also return labels, occlusion and the head image.
+        motion_scales: the sequence lengths n drawn from (default FacialFlowNet's 5, 10, 15, 20; shorter
+            sequences move more per pair: (1, 2, 3) gives a network from scratch large motions to learn on).
     """
 
     def __init__(self, length: int, size: int = 256, seed: int = 0, split: str = "train", first_index: int = 0,
                  augment: FlowAugmentor | None = None, backgrounds: str | Path | None = None,
-                 extras: bool = False) -> None:
+                 extras: bool = False, motion_scales: tuple[int, ...] = MOTION_SCALES) -> None:
         if length < 1 or size < 16:
             raise ValueError(f"RenderedFacialFlowDataset: need length >= 1 and size >= 16, got {length}, {size}")
+        self.motion_scales = tuple(int(n) for n in motion_scales)
         self.length, self.size, self.seed, self.split = length, size, seed, split
         self.first_index, self.augment, self.extras = first_index, augment, extras
         self._backgrounds_folder = backgrounds
@@ -143,7 +146,8 @@ class RenderedFacialFlowDataset(Dataset):
             raise IndexError(f"RenderedFacialFlowDataset: index {index} out of range [0, {self.length})")
         if self._backgrounds is None:
             self._backgrounds = Backgrounds(self._backgrounds_folder)
-        spec = sequence_spec(self.seed, self.first_index + index, self.size, self.split)
+        spec = sequence_spec(self.seed, self.first_index + index, self.size, self.split,
+                             motion_scales=self.motion_scales)
         step = (self.first_index + index) % spec.num_steps
         pair: FramePair = render_pair(spec, step, self._backgrounds)
         sample = {

@@ -3,7 +3,7 @@
 A config has four sections; every field is documented on its dataclass below::
 
     model:  name, size, corr, options           -> pyflowops_models.create(name, size, corr, **options)
-    data:   source, image_size, crop, augment, seed, length, first_index, cache,
+    data:   source, image_size, crop, augment, crop_shift, seed, length, first_index, motion_scales, cache,
             val_source, val_seed, val_first_index, val_length, val_split, val_batch_size
     optim:  lr, weight_decay, eps, clip, steps, extra_schedule_steps, pct_start, batch_size, iters,
             gamma, amp, loss_options
@@ -51,9 +51,11 @@ class DataConfig:
     image_size: int = 256  # rendered: image width = height in pixels (ignored for a folder)
     crop: list | None = None  # [H, W] random crop with FlowAugmentor; None: full images, no augmentation
     augment: bool = True  # with crop: RAFT/FFN photometric + spatial augmentation; False: plain random crop only
+    crop_shift: int = 0  # plain crop: image 2's window moves up to this many px from image 1's (flow shifts too)
     seed: int = 0  # rendered: the data set seed (sequence_spec seed) of the training pairs
     length: int = 1000  # rendered: number of training pairs (sequences first_index .. first_index+length-1)
     first_index: int = 0  # rendered: index of the first training sequence
+    motion_scales: list | None = None  # rendered: training sequence lengths n (null: FacialFlowNet's 5-20; [1, 2, 3]: larger motion)
     cache: bool = False  # keep un-augmented samples in memory after the first render/read (small sets only)
     val_source: str | None = None  # None: same as source (rendered: val_seed/val_first_index; folder: val_split)
     val_seed: int = 1  # rendered: seed of the held-out set (differs from seed: disjoint sequences)
@@ -214,6 +216,11 @@ def _check(c: Config) -> None:
     need(c.train.val_every >= 0 and c.train.num_workers >= 0, "train.val_every and train.num_workers must be >= 0")
     need(c.data.crop is None or (len(c.data.crop) == 2 and all(isinstance(v, int) and v > 0 for v in c.data.crop)),
          f"data.crop must be null or [H, W] positive integers, got {c.data.crop!r}")
+    need(c.data.crop_shift >= 0 and (c.data.crop_shift == 0 or (c.data.crop is not None and not c.data.augment)),
+         "data.crop_shift must be >= 0 and needs a plain crop (data.crop set, data.augment false)")
+    need(c.data.motion_scales is None or (len(c.data.motion_scales) > 0 and all(
+        isinstance(n, int) and n >= 1 for n in c.data.motion_scales)),
+        f"data.motion_scales must be null or a list of sequence lengths >= 1, got {c.data.motion_scales!r}")
     need(c.data.length >= 1 and c.data.val_length >= 0 and c.data.image_size >= 16 and c.data.val_batch_size >= 1,
          "data.length >= 1, data.val_length >= 0, data.image_size >= 16, data.val_batch_size >= 1")
 

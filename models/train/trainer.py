@@ -25,6 +25,7 @@ import random
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -51,10 +52,10 @@ class _Pairs(Dataset):
     """A dataset wrapper: optional in-memory cache of the raw samples, then a per-sample seeded
     augmentation or crop. ``dataset[(index, seed)]`` -> the sample dict (tensors only)."""
 
-    def __init__(self, base: Dataset, crop, augment: bool, cache: bool) -> None:
+    def __init__(self, base: Dataset, crop, augment: bool, cache: bool, crop_shift: int = 0) -> None:
         from ..data.augment import FFN_AUGMENTATION, FlowAugmentor
 
-        self.base, self.crop, self.cache = base, crop, {} if cache else None
+        self.base, self.crop, self.cache, self.crop_shift = base, crop, {} if cache else None, crop_shift
         self.augmentor = None
         if crop is not None and augment:
             self.augmentor = FlowAugmentor(**{**FFN_AUGMENTATION, "crop_size": tuple(crop)})
@@ -78,17 +79,32 @@ class _Pairs(Dataset):
         g = torch.Generator().manual_seed(seed)
         if self.augmentor is not None:
             sample = self.augmentor(sample, g)
-        else:  # a plain random crop
-            ch, cw = self.crop
-            h, w = sample["image1"].shape[-2:]
-            if ch > h or cw > w:
-                raise ValueError(f"data.crop {self.crop} is larger than the images {h}x{w} (set data.augment "
-                                 "true to zoom, or a smaller crop)")
-            y0 = int(torch.randint(0, h - ch + 1, (1,), generator=g))
-            x0 = int(torch.randint(0, w - cw + 1, (1,), generator=g))
-            sample = {k: v[..., y0:y0 + ch, x0:x0 + cw].contiguous() for k, v in sample.items()}
+        else:
+            sample = self._random_crop(sample, g)
         sample["valid"], sample["valid_head"] = _valid(sample["flow"]), _valid(sample["flow_head"])
         return sample
+
+
+    def _random_crop(self, sample: dict, g: torch.Generator) -> dict:
+        """A random crop; with ``crop_shift`` s, image 2's window is moved by (dx, dy) in [-s, s]^2 from
+        image 1's, which adds (-dx, -dy) to the flow everywhere (background included): every pair then
+        asks the network to match, not to predict "no motion", the attractor of facial data."""
+        ch, cw = self.crop
+        h, w = sample["image1"].shape[-2:]
+        s = self.crop_shift
+        if ch + 2 * s > h or cw + 2 * s > w:
+            raise ValueError(f"data.crop {self.crop} plus twice data.crop_shift {s} is larger than the images "
+                             f"{h}x{w} (set data.augment true to zoom, or a smaller crop)")
+        y0 = int(torch.randint(s, h - ch - s + 1, (1,), generator=g))
+        x0 = int(torch.randint(s, w - cw - s + 1, (1,), generator=g))
+        dy, dx = (torch.randint(-s, s + 1, (2,), generator=g).tolist() if s else (0, 0))
+        out = {k: v[..., y0:y0 + ch, x0:x0 + cw].contiguous() for k, v in sample.items() if k != "image2"}
+        out["image2"] = sample["image2"][..., y0 + dy:y0 + dy + ch, x0 + dx:x0 + dx + cw].contiguous()
+        offset = torch.tensor([dx, dy], dtype=out["flow"].dtype).view(2, 1, 1)
+        for key in ("flow", "flow_head"):
+            if key in out:
+                out[key] = out[key] - offset  # crop-2 coordinates = original - (x0 + dx, y0 + dy)
+        return out
 
 
 class _BatchOrder:
@@ -127,10 +143,12 @@ def _datasets(cfg: Config) -> tuple[_Pairs, _Pairs | None]:
 
     d, extras = cfg.data, cfg.train.stage == 0
     if d.source == "rendered":
-        base = RenderedFacialFlowDataset(d.length, d.image_size, d.seed, "train", d.first_index, extras=extras)
+        scales = {} if d.motion_scales is None else {"motion_scales": tuple(d.motion_scales)}
+        base = RenderedFacialFlowDataset(d.length, d.image_size, d.seed, "train", d.first_index, extras=extras,
+                                         **scales)
     else:
         base = FacialFlowDataset(d.source, "train", extras=extras)
-    train_set = _Pairs(base, d.crop, d.augment, d.cache)
+    train_set = _Pairs(base, d.crop, d.augment, d.cache, d.crop_shift)
     val_source = d.val_source or d.source
     if d.val_length == 0 and val_source == "rendered":
         return train_set, None
@@ -331,7 +349,8 @@ class _Autocast:
 
 
 # ------------------------------------------------------------------------------------------------ train
-def train(config: Config | str | dict, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
+def train(config: Config | str | dict, out_dir: str | Path, resume: bool = False, progress: bool = True,
+          model_factory: Callable[[Config], nn.Module] | None = None) -> dict:
     """Train ``config`` into the run directory ``out_dir``.
 
     Args:
@@ -339,6 +358,8 @@ def train(config: Config | str | dict, out_dir: str | Path, resume: bool = False
         out_dir: the run directory: ``config.yaml``, ``checkpoints/step_*.pt``, ``tb/``, ``metrics.jsonl``.
         resume: continue from the newest readable checkpoint of ``out_dir`` (from scratch if none).
         progress: show the tqdm bar (rank 0).
+        model_factory: builds the network from the config instead of :func:`build_model` (the
+            benchmarks train the same recipe on the reference operators this way).
 
     Returns:
         ``{"step", "loss" (mean of the last 10 steps), "losses" (every step of this call, rank 0),
@@ -353,13 +374,14 @@ def train(config: Config | str | dict, out_dir: str | Path, resume: bool = False
     out_dir = Path(out_dir)
     rank, world, local_rank, own_group = _distributed()
     try:
-        return _train(cfg, out_dir, resume, progress, rank, world, local_rank)
+        return _train(cfg, out_dir, resume, progress, rank, world, local_rank, model_factory or build_model)
     finally:
         if own_group:
             dist.destroy_process_group()
 
 
-def _train(cfg: Config, out_dir: Path, resume: bool, progress: bool, rank: int, world: int, local_rank: int) -> dict:
+def _train(cfg: Config, out_dir: Path, resume: bool, progress: bool, rank: int, world: int, local_rank: int,
+           model_factory: Callable[[Config], nn.Module]) -> dict:
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
@@ -379,7 +401,7 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress: bool, rank: int, 
     if per_epoch < 1:
         raise ValueError(f"the training set has {len(train_set)} pairs, fewer than one batch of {o.batch_size}")
 
-    model = build_model(cfg)
+    model = model_factory(cfg)
     _load_init(model, cfg, log)
     model.to(device)
     _set_train_mode(model, t.stage)
@@ -504,6 +526,8 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress: bool, rank: int, 
             validate()
         if start_step < o.steps or last_path is None:
             last_path = save_checkpoint()
+        if main:
+            _plot(out_dir, log)
     finally:
         bar.close()
         if writer is not None:
@@ -518,6 +542,16 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress: bool, rank: int, 
         "val": val_metrics, "steps_per_s": (step - start_step) / seconds if seconds > 0 else math.nan,
         "checkpoint": str(last_path), "weights_sha256": weights, "run_dir": str(out_dir),
     }
+
+
+def _plot(out_dir: Path, log) -> None:
+    """``out_dir/curves.png``; a plotting failure is reported, never fatal after a finished run."""
+    from .curves import plot_curves
+
+    try:
+        log(f"curves: {plot_curves(out_dir, out_dir / 'curves.png', title=out_dir.name)}")
+    except Exception as err:  # noqa: BLE001 - the weights are saved; a missing picture must not fail the run
+        log(f"curves: not drawn ({type(err).__name__}: {err})")
 
 
 def _jsonl(out_dir: Path, record: dict) -> None:

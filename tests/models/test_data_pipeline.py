@@ -266,3 +266,13 @@ def test_astronaut_is_reserved_for_evaluation():
     for module in (head, texture):
         assert "astronaut" not in inspect.getsource(module)
     assert inspect.getsource(backgrounds).count('"astronaut"') == 1  # only in RESERVED_FOR_EVALUATION
+
+
+def test_rendered_pairs_follow_the_motion_scales_asked_for():
+    from pyflowops_models.data.dataset import RenderedFacialFlowDataset
+
+    ffn = RenderedFacialFlowDataset(3, 32, seed=0)
+    big = RenderedFacialFlowDataset(3, 32, seed=0, motion_scales=(1,))
+    assert big.motion_scales == (1,) and ffn.motion_scales == (5, 10, 15, 20)
+    # n = 1: the whole neutral -> emotion + pose motion in one pair, more than any FFN step of the same sequence
+    assert float(big[0]["flow"].abs().mean()) > float(ffn[0]["flow"].abs().mean())

@@ -76,6 +76,7 @@ def test_overrides_follow_yaml_scalar_rules():
     ("optim.steps=many", r"optim\.steps must be an integer"),
     ("optim.amp=fp8", r"optim\.amp must be one of"),
     ("lr=1", r"section\.field"),
+    ("data.motion_scales=[0, 5]", r"data\.motion_scales must be null or a list"),
 ])
 def test_bad_overrides_are_named(override, message):
     with pytest.raises(ValueError, match=message):
@@ -124,7 +125,7 @@ def test_stage0_pretrains_the_face_parts_encoder_that_decflow_then_loads(tmp_pat
     assert type(encoder).__name__ == "FacePartsEncoder" and not encoder.training
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # with weights: no untrained-semantic warning
-        model = pyflowops_models.create("decflow", size="small", semantic_weights=str(ckpt.latest(tmp_path)))
+        model = pyflowops_models.create("decflow", size="small", semantic_weights=str(tmp_path))
     assert torch.equal(model.semantic_encoder.head.weight, encoder.head.weight)
 
 
@@ -220,3 +221,59 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(tmp_path):
     assert rank0 == rank1
     state = torch.load(ckpt.latest(tmp_path), weights_only=True)
     assert state["step"] == 3 and state["world_size"] == 2 and state_hash(state["model"]) == rank0
+
+
+# ------------------------------------------------------------------------------------------------- curves
+def test_run_draws_its_curves_and_stages_chain(tmp_path):
+    from pyflowops_models.train.curves import plot_curves, read_metrics
+
+    calls = []
+
+    def factory(cfg):  # the benchmarks' hook: the same recipe on another build of the network
+        calls.append(cfg.model.name)
+        return pyflowops_models.create(cfg.model.name, cfg.model.size, cfg.model.corr)
+
+    _train("raft_cpu_small", tmp_path / "a", ["optim.steps=3", "train.val_every=1"], model_factory=factory)
+    assert calls == ["raft"]
+    assert (tmp_path / "a" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(tmp_path / "a" / "metrics.jsonl", "a") as f:  # a resumed run logs steps again; a killed one cuts a line
+        f.write('{"step": 3, "split": "train", "loss": 0.5, "lr": 0.0}\n{"step": 4, "spl')
+    train_records, val_records = read_metrics(tmp_path / "a")
+    assert [r["step"] for r in train_records] == [1, 2, 3] and train_records[-1]["loss"] == 0.5
+    assert [r["step"] for r in val_records] == [1, 2, 3] and "zero_masked_epe" in val_records[0]
+    out = plot_curves([tmp_path / "a", tmp_path / "a"], tmp_path / "both.png", labels=["stage 1", "stage 2"],
+                      references={"Farneback": 1.0})
+    assert out.stat().st_size > 10_000
+    with pytest.raises(FileNotFoundError, match="no metrics.jsonl"):
+        read_metrics(tmp_path)
+
+
+def test_crop_shift_moves_image2_and_the_flow_together():
+    from pyflowops_models.train.trainer import _Pairs
+
+    class Moving(torch.utils.data.Dataset):  # image 2 = image 1 moved by (+3, -2) px: flow (3, -2) everywhere
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            image1 = torch.rand(3, 40, 48, generator=torch.Generator().manual_seed(0)) * 255
+            flow = torch.tensor([3.0, -2.0]).view(2, 1, 1).expand(2, 40, 48).clone()
+            return {"image1": image1, "image2": torch.roll(image1, (-2, 3), (1, 2)), "flow": flow,
+                    "flow_head": flow.clone(), "mask": torch.ones(40, 48)}
+
+    pairs = _Pairs(Moving(), [24, 24], augment=False, cache=False, crop_shift=5)
+    offsets = set()
+    for seed in range(6):
+        s = pairs[(0, seed)]
+        fx, fy = int(s["flow"][0, 0, 0]), int(s["flow"][1, 0, 0])
+        assert torch.equal(s["flow"], s["flow_head"]) and (s["flow"] == s["flow"][:, :1, :1]).all()
+        offsets.add((fx - 3, fy + 2))
+        # every pixel of crop 1 is found in crop 2 where the flow says (inside crop 2)
+        for y, x in ((5, 7), (12, 12), (18, 3)):
+            if 0 <= y + fy < 24 and 0 <= x + fx < 24:
+                assert torch.equal(s["image2"][:, y + fy, x + fx], s["image1"][:, y, x])
+    assert len(offsets) > 1 and all(abs(dx) <= 5 and abs(dy) <= 5 for dx, dy in offsets)
+    with pytest.raises(ValueError, match="crop_shift"):
+        load_config("decflow_cpu_small", ["data.crop_shift=4", "data.augment=true"])
+    with pytest.raises(ValueError, match="larger than the images"):
+        _Pairs(Moving(), [24, 40], augment=False, cache=False, crop_shift=5)[(0, 1)]
