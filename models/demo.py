@@ -11,7 +11,7 @@
 
 Every step resumes: a second run reuses the data and the finished training runs and only
 re-evaluates. ``--fast`` (``DEMO_FAST=1 make demo``, what CI runs) is the same pipeline on
-a few 64x64 pairs and steps: it checks the plumbing, its numbers mean nothing.
+a few 80x80 pairs and steps: it checks the plumbing, its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ class DemoPlan:
     baselines: tuple[str, ...] = ("zero", "farneback", "dis", "tvl1")
 
 
-FULL = DemoPlan(sequences=32, size=256, crop=128, stage1_steps=900, stage2_steps=150, val_every=150, eval_pairs=24,
+FULL = DemoPlan(sequences=32, size=256, crop=128, stage1_steps=600, stage2_steps=100, val_every=200, eval_pairs=24,
                 eval_iters=12)
-FAST = DemoPlan(sequences=2, size=64, crop=64, stage1_steps=4, stage2_steps=2, val_every=2, eval_pairs=3, eval_iters=2)
+FAST = DemoPlan(sequences=2, size=80, crop=64, stage1_steps=4, stage2_steps=2, val_every=2, eval_pairs=3, eval_iters=2)
 HELD_OUT_SEED, HELD_OUT_FIRST = 1, 1_000_000  # held-out pairs: another seed, far-away sequence indices
 
 

@@ -21,7 +21,7 @@ from pyflowops_models.train import checkpoint as ckpt
 from pyflowops_models.train import config_names, load_config, train
 from pyflowops_models.train.trainer import state_hash
 
-TINY = ["model.size=small", "data.image_size=64", "data.crop=null", "data.length=4", "data.cache=true",
+TINY = ["model.size=small", "data.image_size=64", "data.crop=null", "data.crop_shift=0", "data.length=4", "data.cache=true",
         "data.val_length=1", "data.val_batch_size=1", "optim.batch_size=2", "optim.iters=2",
         "train.num_workers=0", "train.val_every=0", "train.log_every=1", "train.checkpoint_every=1000"]
 CONFIGS = {"raft": "raft_cpu_small", "gma": "gma_cpu_small", "decflow": "decflow_cpu_small",
