@@ -37,4 +37,10 @@ def section(data: dict[str, Any], out: Path) -> list[str]:
         load = e.get("other_cpu_load")
         doc.append(f"| {variant} | {e['steps_per_s']:.3f} | {e['loss']:.3f} | {ratio} | "
                    f"{'n/a' if load is None else f'{load:.0%}'} |")
+    doc += ["", "At 128² crops the features are 16x16 (256 positions): the correlation and the attention are a "
+            "small share of a step (convolutions, the GRUs and the optimizer dominate), so faster operators "
+            "cannot speed this recipe up; the Models section's full-image step is where they matter.",
+            "",
+            "The recipe's learning curves (`pyflowops train` writes them as `curves.png`): "
+            "![decflow_cpu_small curves](train_decflow_cpu_small_curves.png)"]
     return doc + [""]
