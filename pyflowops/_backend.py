@@ -3,8 +3,8 @@
 Backends: ``cpu`` (C++ kernels), ``cuda`` (CUDA kernels), ``triton`` (Triton
 kernels) and ``torch`` (the pure PyTorch reference). The choice comes from,
 in order: the op's ``backend=`` argument, the innermost :func:`use_backend`
-context, the ``PYFLOWOPS_BACKEND`` environment variable, else ``auto``:
-CUDA tensors -> cuda, triton, torch; CPU tensors -> cpu, torch.
+context, the ``PYFLOWOPS_BACKEND`` environment variable, else ``auto``: the
+first backend that can run in the op's measured order (``_AUTO_ORDER`` below).
 """
 
 from __future__ import annotations
@@ -29,7 +29,19 @@ __all__ = [
 ]
 
 BACKEND_NAMES = ("cpu", "cuda", "triton", "torch")
-_AUTO_ORDER = {"cuda": ("cuda", "triton", "torch"), "cpu": ("cpu", "torch")}
+# ``auto``: per device, the default order, and per op the measured exceptions (fastest first).
+# CPU: the C++ kernels beat the reference for every op (benchmarks/RESULTS.md). CUDA, one H100,
+# torch 2.11 + triton 3.6, D=256, 4 levels, r=4 (issue 9's table):
+#   corr_lookup            cuda 0.22 ms forward at 1024^2 B2 (RAFT's grid_sample 1.28 ms): cuda first.
+#   corr_lookup_onthefly   forward cuda 21.4 ms vs triton 1.72 ms; forward + backward 78.6 vs 14.5 ms
+#                          (AlternateCorrBlock, 12 iterations: cuda 250 ms vs triton 17.7 ms): triton
+#                          first until the tiled CUDA kernel (csrc/corr/corr_onthefly_cuda.cu) is
+#                          measured faster on a GPU.
+#   splat, gradreg         not yet measured on a GPU: the C++ kernels first, as on the CPU.
+_DEFAULT_ORDER = {"cuda": ("cuda", "triton", "torch"), "cpu": ("cpu", "torch")}
+_AUTO_ORDER = {
+    ("corr_lookup_onthefly", "cuda"): ("triton", "cuda", "torch"),
+}
 _ALL_FLOATS = frozenset({torch.float32, torch.float64, torch.float16, torch.bfloat16})
 
 try:  # importing _C registers the C++ ops with torch.library
@@ -173,6 +185,11 @@ def _requested(backend: str | None) -> str:
     return "auto"
 
 
+def auto_order(op: str, device: str) -> tuple[str, ...]:
+    """The backends ``auto`` tries for ``op`` on ``device`` tensors, fastest (measured) first."""
+    return _AUTO_ORDER.get((op, device), _DEFAULT_ORDER.get(device, ("torch",)))
+
+
 def select_backend(op: str, tensors: Sequence[torch.Tensor], backend: str | None = None) -> str:
     """Pick the backend that runs ``op`` on ``tensors`` (already validated to share device and dtype).
 
@@ -188,7 +205,7 @@ def select_backend(op: str, tensors: Sequence[torch.Tensor], backend: str | None
         if reason is None:
             return requested
         raise BackendUnavailableError(f"{op}: backend {requested!r} cannot run: {reason}")
-    candidates = _AUTO_ORDER.get(device, ("torch",))
+    candidates = auto_order(op, device)
     reasons = {}
     for name in candidates:
         reason = _BACKENDS[name].reject(device, dtype)

@@ -104,3 +104,25 @@ def test_nn_is_reachable_after_import_pyflowops():
     code = "import pyflowops; print(pyflowops.nn.CorrBlock.__name__, pyflowops.nn.GradientRegularization.__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["CorrBlock", "GradientRegularization"]
+
+
+def test_auto_follows_the_measured_order_per_op_and_device(monkeypatch):
+    """On CUDA tensors the on-the-fly lookup goes to Triton first (measured faster), the window lookup to cuda."""
+    monkeypatch.delenv("PYFLOWOPS_BACKEND", raising=False)
+    assert _backend.auto_order("corr_lookup_onthefly", "cuda")[0] == "triton"
+    assert _backend.auto_order("corr_lookup", "cuda")[0] == "cuda"
+    assert _backend.auto_order("corr_lookup_onthefly", "cpu") == ("cpu", "torch")
+    for op in ("corr_lookup", "corr_lookup_onthefly", "rasterize_gaussians", "gradient_regularization"):
+        for device in ("cpu", "cuda"):
+            order = _backend.auto_order(op, device)
+            assert order[-1] == "torch" and set(order) <= set(_backend.BACKEND_NAMES)
+    # select_backend walks that order: with every backend accepting, the first of the op's order wins.
+    monkeypatch.setattr(_backend._Backend, "reject", lambda self, device, dtype: None)
+    cuda_like = torch.zeros(1, device="meta")
+    monkeypatch.setitem(_backend._DEFAULT_ORDER, "meta", ("cuda", "triton", "torch"))
+    monkeypatch.setitem(_backend._AUTO_ORDER, ("corr_lookup_onthefly", "meta"), ("triton", "cuda", "torch"))
+    assert _backend.select_backend("corr_lookup_onthefly", [cuda_like]) == "triton"
+    assert _backend.select_backend("corr_lookup", [cuda_like]) == "cuda"
+    # and a backend that cannot run is skipped for the next one
+    monkeypatch.setattr(_backend._Backend, "reject", lambda self, device, dtype: "no" if self.name == "triton" else None)
+    assert _backend.select_backend("corr_lookup_onthefly", [cuda_like]) == "cuda"
