@@ -306,3 +306,73 @@ def test_opcheck_triton_ops():
     torch.library.opcheck(torch.ops.pyflowops.corr_lookup_triton.default, (pyramid, coords, radius))
     fmap1_cl, fmap2_levels = pyflowops.ops.corr.prepare_onthefly(fmap1, fmap2, levels)
     torch.library.opcheck(torch.ops.pyflowops.corr_lookup_onthefly_triton.default, (fmap1_cl, fmap2_levels, coords, radius))
+
+
+# ---- CUDA on-the-fly kernels: the tiled path and its fallback (csrc/corr/corr_onthefly_cuda.cu;
+# tests/test_corr_cuda_tiling.py emulates their index logic on the CPU).
+
+
+def _smooth_coords(batch, height, width, flow, device, dtype):
+    """Coherent flow (a translation and a slight zoom): small boxes, the tiled path."""
+    y, x = torch.meshgrid(torch.arange(height, dtype=dtype), torch.arange(width, dtype=dtype), indexing="ij")
+    coords = torch.stack([x * 1.05 + flow[0], y * 0.95 + flow[1]]) + 0.31
+    return (coords + 0.3 * torch.rand(batch, 2, height, width, dtype=dtype)).to(device)
+
+
+def _cuda_vs_reference(fmap1, fmap2, coords, radius, levels, dtype, scale):
+    f1, f2, crd = leaves(fmap1.to(dtype), fmap2.to(dtype), coords.to(dtype if dtype == torch.float64 else torch.float32))
+    got = pyflowops.corr_lookup_onthefly(f1, f2, crd, radius, levels, backend="cuda")
+    r1, r2, ref_crd = leaves(f1.detach().double(), f2.detach().double(), crd.detach().double())
+    want = reference.corr_lookup_onthefly(r1, r2, ref_crd, radius, levels)
+    assert got.dtype == dtype
+    assert_close(got, want, dtype, scale=scale)
+    cotangent = torch.randn_like(want)
+    for g, w in zip(grads(got, [f1, f2, crd], cotangent.to(dtype)), grads(want, [r1, r2, ref_crd], cotangent)):
+        assert_close(g, w, dtype, scale=4 * scale)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+class TestCorrLookupOntheflyCudaTiling:
+    @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+    def test_large_incoherent_flow(self, dtype):
+        """Random flow over 40^2 maps: tile boxes pass kMaxBox (512 pixels), the fallback runs."""
+        batch, dim, size, levels, radius = 2, 37, 40, 3, 4
+        fmap1, fmap2 = torch.randn(2, batch, dim, size, size, dtype=torch.float64, device="cuda").unbind(0)
+        coords = (torch.rand(batch, 2, size, size, dtype=torch.float64, device="cuda") * 2 - 0.5) * size
+        _cuda_vs_reference(fmap1, fmap2, coords, radius, levels, dtype, scale=4)
+
+    @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+    @pytest.mark.parametrize("radius", [1, 3, 4, 6])
+    def test_tiles_straddle_the_map_edge(self, dtype, radius):
+        """13 x 21 queries (tiles cut by the image edge), windows over the map's border, D = 70 (not a
+        multiple of a chunk), a coherent left part and an incoherent right part, NaN and far coords."""
+        batch, dim, height, width, levels = 2, 70, 13, 21, 3
+        fmap1, fmap2 = torch.randn(2, batch, dim, height, width, dtype=torch.float64, device="cuda").unbind(0)
+        coords = _smooth_coords(batch, height, width, (-2.5, 3.25), "cuda", torch.float64)
+        coords[:, :, :, 16:] = (torch.rand(batch, 2, height, width - 16, device="cuda", dtype=torch.float64) - 0.5) * 80
+        coords[0, :, 0, 0] = torch.tensor([1.0e4, -2.5e4], device="cuda", dtype=torch.float64)
+        _cuda_vs_reference(fmap1, fmap2, coords, radius, levels, dtype, scale=4)
+
+    def test_nonfinite_coords_in_a_tiled_tile(self):
+        batch, dim, size, levels, radius = 1, 19, 24, 2, 4
+        fmap1, fmap2 = torch.randn(2, batch, dim, size, size, dtype=torch.float64, device="cuda").unbind(0)
+        coords = _smooth_coords(batch, size, size, (1.5, 0.75), "cuda", torch.float64)
+        coords[0, 0, 3, 4], coords[0, 1, 17, 9] = float("nan"), float("inf")
+        f1, f2, crd = leaves(fmap1, fmap2, coords)
+        out = pyflowops.corr_lookup_onthefly(f1, f2, crd, radius, levels, backend="cuda")
+        assert out[0, :, 3, 4].isnan().all() and out[0, :, 17, 9].isnan().all()
+        assert out.isnan().sum() == 2 * out.shape[1]
+        out.backward(torch.ones_like(out))
+        assert not f1.grad.isnan().any() and not f2.grad.isnan().any()
+        assert crd.grad.isnan().sum() == 4
+        finite = coords.clone()
+        finite[0, 0, 3, 4], finite[0, 1, 17, 9] = 2.5, 8.25
+        _cuda_vs_reference(fmap1, fmap2, finite, radius, levels, torch.float64, scale=1)
+
+    @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+    def test_low_precision_tiled(self, dtype):
+        """float16/bfloat16 maps with float32 coords on the tiled path (opmath float accumulation)."""
+        batch, dim, size, levels, radius = 2, 48, 20, 2, 4
+        fmap1, fmap2 = torch.randn(2, batch, dim, size, size, dtype=torch.float64, device="cuda").unbind(0)
+        coords = _smooth_coords(batch, size, size, (0.5, -1.25), "cuda", torch.float64)
+        _cuda_vs_reference(fmap1, fmap2, coords, radius, levels, dtype, scale=4)

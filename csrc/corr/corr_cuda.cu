@@ -1,13 +1,12 @@
-// CUDA kernels of the correlation lookups and their launchers.
+// CUDA kernels of the correlation lookups over a materialized pyramid and their
+// launchers (the on-the-fly kernels are tiled, in corr_onthefly_cuda.cu).
 //
 // Each kernel is a grid-stride loop over the same per-query helpers of
 // corr_math.h that the CPU kernels call (so the CPU tests check this math):
-//   lookups:            one thread per (query, level);
+//   lookup:             one thread per (query, level);
 //   lookup backward:    one thread per query (it sums grad_coords over levels;
-//                       each query owns its maps, so the corner stores need no atomics);
-//   on-the-fly backward: one thread per query, atomicAdd into grad_fmap2 (several
-//                       queries share a corner) in the opmath type.
-// Thread n of the (query, level) kernels handles level l of pixel ij with
+//                       each query owns its maps, so the corner stores need no atomics).
+// Thread n of the (query, level) kernel handles level l of pixel ij with
 // n = (b * L + l) * HW + ij, so neighbouring threads read coords and write the
 // output with stride 1. Patches live in a fixed local array (kMaxPatch).
 //
@@ -25,6 +24,7 @@
 
 #include "corr/corr_checks.h"  // dispatch_coords
 #include "corr/corr_cuda.h"
+#include "corr/corr_cuda_levels.h"
 #include "corr/corr_math.h"
 
 namespace pyflowops {
@@ -38,20 +38,6 @@ constexpr int kThreads = 128;
 inline unsigned int num_blocks(int64_t n) {
   const int64_t blocks = (n + kThreads - 1) / kThreads;
   return static_cast<unsigned int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 1 << 30));
-}
-
-template <typename T>
-LevelPtrs<T> level_ptrs(const std::vector<at::Tensor>& levels, int hdim, int wdim) {
-  LevelPtrs<T> p{};
-  TORCH_CHECK(levels.size() >= 1 && levels.size() <= static_cast<size_t>(kMaxLevels),
-              "pyflowops: between 1 and ", kMaxLevels, " levels supported, got ", levels.size());
-  p.num = static_cast<int>(levels.size());
-  for (int l = 0; l < p.num; ++l) {
-    p.data[l] = static_cast<T*>(levels[l].data_ptr());
-    p.h[l] = levels[l].size(hdim);
-    p.w[l] = levels[l].size(wdim);
-  }
-  return p;
 }
 
 #define PFO_GRID_STRIDE_LOOP(i, n)                                                    \
@@ -120,85 +106,6 @@ __global__ void lookup_backward_kernel(LevelPtrs<const scalar_t> lv,
   }
 }
 
-// ---- corr_lookup_onthefly ------------------------------------------------------------
-
-template <typename scalar_t, typename coord_t>
-__global__ void onthefly_forward_kernel(const scalar_t* __restrict__ fmap1,
-                                        LevelPtrs<const scalar_t> f2,
-                                        const coord_t* __restrict__ coords,
-                                        scalar_t* __restrict__ out, int64_t B, int64_t HW,
-                                        int64_t D, int r) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int L = f2.num;
-  const int64_t K = (2 * r + 1) * (2 * r + 1);
-  acc_t P[kMaxPatch];
-  PFO_GRID_STRIDE_LOOP(n, B * L * HW) {
-    const int64_t ij = n % HW;
-    const int64_t bl = n / HW;
-    const int l = static_cast<int>(bl % L);
-    const int64_t b = bl / L;
-    const int64_t q = b * HW + ij;
-    const acc_t x = static_cast<acc_t>(coords[(2 * b) * HW + ij]);
-    const acc_t y = static_cast<acc_t>(coords[(2 * b + 1) * HW + ij]);
-    const Bilinear<acc_t> s = bilinear_setup(x, y, level_scale<acc_t>(l));
-    const int64_t h = f2.h[l], w = f2.w[l];
-    fill_patch_dot(fmap1 + q * D, f2.data[l] + b * h * w * D, h, w, D, s, r, P);
-    window_forward(s, P, r, out + bl * K * HW + ij, HW);
-  }
-}
-
-template <typename scalar_t, typename coord_t>
-__global__ void onthefly_backward_kernel(
-    const scalar_t* __restrict__ fmap1, LevelPtrs<const scalar_t> f2,
-    const coord_t* __restrict__ coords, const scalar_t* __restrict__ grad_out,
-    at::opmath_type<scalar_t>* __restrict__ grad_fmap1, LevelPtrs<at::opmath_type<scalar_t>> g2,
-    coord_t* __restrict__ grad_coords, int64_t B, int64_t HW, int64_t D, int r) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int L = f2.num;
-  const int S = 2 * r + 2;
-  const int64_t K = (2 * r + 1) * (2 * r + 1);
-  acc_t P[kMaxPatch];
-  acc_t coef[kMaxPatch];
-  PFO_GRID_STRIDE_LOOP(q, B * HW) {
-    const int64_t b = q / HW, ij = q - b * HW;
-    const acc_t x = static_cast<acc_t>(coords[(2 * b) * HW + ij]);
-    const acc_t y = static_cast<acc_t>(coords[(2 * b + 1) * HW + ij]);
-    const scalar_t* f1 = fmap1 + q * D;
-    acc_t* g1 = grad_fmap1 + q * D;  // this query's row: owned, no atomics
-    acc_t gx = acc_t(0), gy = acc_t(0);
-    for (int l = 0; l < L; ++l) {
-      const acc_t scale = level_scale<acc_t>(l);
-      const Bilinear<acc_t> s = bilinear_setup(x, y, scale);
-      const int64_t h = f2.h[l], w = f2.w[l];
-      const scalar_t* fmap2 = f2.data[l] + b * h * w * D;
-      acc_t* gmap2 = g2.data[l] + b * h * w * D;
-      const scalar_t* g = grad_out + (b * L + l) * K * HW + ij;
-      fill_patch_dot(f1, fmap2, h, w, D, s, r, P);
-      acc_t dx, dy;
-      window_grad_coords(s, P, r, g, HW, &dx, &dy);
-      gx += scale * dx;
-      gy += scale * dy;
-      window_coef(s, r, g, HW, coef);
-      const PatchRange p = patch_range(s, r, h, w);
-      for (int64_t d = 0; d < D; ++d) {
-        const acc_t f1d = static_cast<acc_t>(f1[d]);
-        acc_t sum = acc_t(0);
-        for (int v = p.v_lo; v < p.v_hi; ++v) {
-          for (int u = p.u_lo; u < p.u_hi; ++u) {
-            const int64_t corner = ((p.Y0 + v) * w + p.X0 + u) * D + d;
-            const acc_t c = coef[v * S + u];
-            sum += c * static_cast<acc_t>(fmap2[corner]);
-            atomicAdd(gmap2 + corner, c * f1d);  // grad_fmap2: shared by many queries
-          }
-        }
-        g1[d] += sum;
-      }
-    }
-    grad_coords[(2 * b) * HW + ij] = static_cast<coord_t>(gx);
-    grad_coords[(2 * b + 1) * HW + ij] = static_cast<coord_t>(gy);
-  }
-}
-
 }  // namespace
 
 void lookup_forward(const std::vector<at::Tensor>& pyramid, const at::Tensor& coords,
@@ -234,46 +141,6 @@ void lookup_backward(const at::Tensor& grad_out, const std::vector<at::Tensor>& 
           level_ptrs<const scalar_t>(pyramid, 3, 4), coords.const_data_ptr<coord_t>(),
           grad_out.const_data_ptr<scalar_t>(), grad_ptrs, pyramid_grad,
           grad_coords.mutable_data_ptr<coord_t>(), B, HW, static_cast<int>(radius));
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-  });
-}
-
-void onthefly_forward(const at::Tensor& fmap1, const std::vector<at::Tensor>& fmap2_levels,
-                      const at::Tensor& coords, int64_t radius, const at::Tensor& out) {
-  const int64_t B = coords.size(0), HW = coords.size(2) * coords.size(3), D = fmap1.size(3);
-  const int64_t n = B * HW * static_cast<int64_t>(fmap2_levels.size());
-  if (n == 0) return;
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, fmap1.scalar_type(), "corr_lookup_onthefly_cuda", [&] {
-    dispatch_coords<scalar_t>(coords, [&](auto tag) {
-      using coord_t = decltype(tag);
-      onthefly_forward_kernel<scalar_t, coord_t><<<num_blocks(n), kThreads, 0, stream>>>(
-          fmap1.const_data_ptr<scalar_t>(), level_ptrs<const scalar_t>(fmap2_levels, 1, 2),
-          coords.const_data_ptr<coord_t>(), out.mutable_data_ptr<scalar_t>(), B, HW, D,
-          static_cast<int>(radius));
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-  });
-}
-
-void onthefly_backward(const at::Tensor& grad_out, const at::Tensor& fmap1,
-                       const std::vector<at::Tensor>& fmap2_levels, const at::Tensor& coords,
-                       int64_t radius, const at::Tensor& grad_fmap1_acc,
-                       const std::vector<at::Tensor>& grad_fmap2_acc,
-                       const at::Tensor& grad_coords) {
-  const int64_t B = coords.size(0), HW = coords.size(2) * coords.size(3), D = fmap1.size(3);
-  if (B * HW == 0) return;
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, fmap1.scalar_type(), "corr_lookup_onthefly_backward_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    dispatch_coords<scalar_t>(coords, [&](auto tag) {
-      using coord_t = decltype(tag);
-      onthefly_backward_kernel<scalar_t, coord_t><<<num_blocks(B * HW), kThreads, 0, stream>>>(
-          fmap1.const_data_ptr<scalar_t>(), level_ptrs<const scalar_t>(fmap2_levels, 1, 2),
-          coords.const_data_ptr<coord_t>(), grad_out.const_data_ptr<scalar_t>(),
-          grad_fmap1_acc.mutable_data_ptr<acc_t>(), level_ptrs<acc_t>(grad_fmap2_acc, 1, 2),
-          grad_coords.mutable_data_ptr<coord_t>(), B, HW, D, static_cast<int>(radius));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });

@@ -1,4 +1,5 @@
-// Launchers of the CUDA correlation kernels (corr_cuda.cu), called by the op
+// Launchers of the CUDA correlation kernels (corr_cuda.cu: lookups over a pyramid;
+// corr_onthefly_cuda.cu: the tiled on-the-fly kernels), called by the op
 // wrappers in corr_cuda_ops.cpp. Inputs are contiguous, on one CUDA device,
 // checked and allocated by the caller; launches go on the current stream.
 #pragma once
