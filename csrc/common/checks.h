@@ -3,51 +3,35 @@
 // The Python layer (pyflowops/ops/*.py) validates arguments and raises
 // ValueError/TypeError with friendly messages; these TORCH_CHECKs only make sure
 // a direct torch.ops call can never read out of bounds.
+//
+// Declarations only: the checks are defined once, in checks.cpp (g++). Every
+// family's *_checks.h follows the same rule (definitions in *_checks.cpp), so the
+// error formatting (c10::str, iostreams) is compiled in exactly one translation
+// unit and never by nvcc: no weak copies from different compilers for the linker
+// to choose between (issue 9, item 5). Keep it so: no inline TORCH_CHECK here.
 #pragma once
 
 #include <ATen/core/Tensor.h>
-#include <c10/util/Exception.h>
+#include <c10/util/Exception.h>  // TORCH_CHECK for the files that include this one
 
 #include <cstdint>
 
 namespace pyflowops {
 
-inline void check_defined(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK(t.defined(), op, ": ", name, " is an undefined tensor");
-}
+void check_defined(const at::Tensor& t, const char* op, const char* name);
 
-inline void check_dim(const at::Tensor& t, int64_t dim, const char* op, const char* name) {
-  check_defined(t, op, name);
-  TORCH_CHECK(t.dim() == dim, op, ": ", name, " must have ", dim, " dimensions, got shape ",
-              t.sizes());
-}
+void check_dim(const at::Tensor& t, int64_t dim, const char* op, const char* name);
 
-inline void check_floating(const at::Tensor& t, const char* op, const char* name) {
-  const auto st = t.scalar_type();
-  TORCH_CHECK(st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBFloat16, op,
-              ": ", name, " must be float32, float64, float16 or bfloat16, got ", st);
-}
+void check_floating(const at::Tensor& t, const char* op, const char* name);
 
 // `t` must live on the same device and have the same dtype as `ref`.
-inline void check_same_device_dtype(const at::Tensor& ref, const char* ref_name,
-                                    const at::Tensor& t, const char* name, const char* op) {
-  TORCH_CHECK(t.device() == ref.device(), op, ": ", name, " is on ", t.device(), " but ",
-              ref_name, " is on ", ref.device());
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": ", name, " has dtype ",
-              t.scalar_type(), " but ", ref_name, " has dtype ", ref.scalar_type());
-}
+void check_same_device_dtype(const at::Tensor& ref, const char* ref_name, const at::Tensor& t,
+                             const char* name, const char* op);
 
 // t.size(dim) == expected
-inline void check_size(const at::Tensor& t, int64_t dim, int64_t expected, const char* op,
-                       const char* name) {
-  TORCH_CHECK(t.size(dim) == expected, op, ": ", name, " must have size ", expected,
-              " in dimension ", dim, ", got shape ", t.sizes());
-}
+void check_size(const at::Tensor& t, int64_t dim, int64_t expected, const char* op,
+                const char* name);
 
-inline void check_shape(const at::Tensor& t, at::IntArrayRef expected, const char* op,
-                        const char* name) {
-  TORCH_CHECK(t.sizes() == expected, op, ": ", name, " must have shape ", expected, ", got ",
-              t.sizes());
-}
+void check_shape(const at::Tensor& t, at::IntArrayRef expected, const char* op, const char* name);
 
 }  // namespace pyflowops

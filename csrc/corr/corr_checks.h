@@ -1,108 +1,49 @@
-// Argument checks of the correlation ops, shared by the CPU and CUDA kernels.
-// (pyflowops/ops/corr.py validates first with friendly Python errors.)
+// Argument checks of the correlation ops, shared by the CPU and CUDA op wrappers
+// (corr_cpu.cpp, corr_cuda_ops.cpp). pyflowops/ops/corr.py validates first with
+// friendly Python errors.
+//
+// Declarations only: defined once, in corr_checks.cpp (g++, never nvcc); see
+// common/checks.h. The .cu files include corr_dispatch.h, not this header.
 #pragma once
 
 #include <ATen/core/Tensor.h>
-#include <c10/util/Exception.h>
+#include <c10/util/Exception.h>  // TORCH_CHECK for the files that include this one
 
+#include <cstddef>
 #include <cstdint>
-#include <type_traits>
 
 #include "common/checks.h"
+#include "corr/corr_dispatch.h"  // dispatch_coords, for the op wrappers
 #include "corr/corr_math.h"
 
 namespace pyflowops {
 namespace corr {
 
-inline void check_radius(int64_t radius, const char* op) {
-  TORCH_CHECK(radius >= 0 && radius <= kMaxRadius, op, ": radius must be in [0, ", kMaxRadius,
-              "], got ", radius);
-}
+// radius in [0, kMaxRadius].
+void check_radius(int64_t radius, const char* op);
 
-inline void check_num_levels(size_t num_levels, const char* op, const char* name) {
-  TORCH_CHECK(num_levels >= 1 && num_levels <= static_cast<size_t>(kMaxLevels), op, ": ", name,
-              " must hold between 1 and ", kMaxLevels, " levels, got ", num_levels);
-}
+// 1 <= num_levels <= kMaxLevels; `name` is the list's argument name.
+void check_num_levels(size_t num_levels, const char* op, const char* name);
 
 // coords: [B, 2, H, W], floating.
-inline void check_coords(const at::Tensor& coords, const char* op) {
-  check_dim(coords, 4, op, "coords");
-  check_floating(coords, op, "coords");
-  check_size(coords, 1, 2, op, "coords");
-}
+void check_coords(const at::Tensor& coords, const char* op);
 
 // coords: the maps' dtype, or float32 with float16/bfloat16 maps (mixed precision keeps the
 // positions exact: bfloat16 has a 0.25 px step at x = 32, float16 0.03 px at x = 64).
-inline void check_coords_dtype(const at::Tensor& coords, const at::Tensor& maps, const char* maps_name,
-                               const char* op) {
-  TORCH_CHECK(maps.device() == coords.device(), op, ": ", maps_name, " is on ", maps.device(),
-              " but coords is on ", coords.device());
-  const bool low = maps.scalar_type() == at::kHalf || maps.scalar_type() == at::kBFloat16;
-  TORCH_CHECK(coords.scalar_type() == maps.scalar_type() || (low && coords.scalar_type() == at::kFloat), op,
-              ": coords has dtype ", coords.scalar_type(), " but ", maps_name, " has dtype ", maps.scalar_type(),
-              " (coords take the maps' dtype, or float32 with float16/bfloat16 maps)");
-}
-
-// Calls f(coord_t{}) with coord_t the C++ type of coords: float for float32 coords with
-// float16/bfloat16 maps (scalar_t), else scalar_t. Only those pairs are instantiated.
-template <typename scalar_t, typename F>
-void dispatch_coords(const at::Tensor& coords, F&& f) {
-  if constexpr (std::is_same_v<scalar_t, at::Half> || std::is_same_v<scalar_t, at::BFloat16>) {
-    if (coords.scalar_type() == at::kFloat) {
-      f(float{});
-      return;
-    }
-  }
-  f(scalar_t{});
-}
+void check_coords_dtype(const at::Tensor& coords, const at::Tensor& maps, const char* maps_name,
+                        const char* op);
 
 // pyramid[l]: [B, H, W, H_l, W_l] matching coords [B, 2, H, W].
-inline void check_lookup_inputs(at::TensorList pyramid, const at::Tensor& coords, int64_t radius,
-                                const char* op) {
-  check_radius(radius, op);
-  check_num_levels(pyramid.size(), op, "pyramid");
-  check_coords(coords, op);
-  check_coords_dtype(coords, pyramid[0], "pyramid[0]", op);
-  for (const auto& level : pyramid) {
-    check_dim(level, 5, op, "pyramid level");
-    check_same_device_dtype(pyramid[0], "pyramid[0]", level, "pyramid level", op);
-    TORCH_CHECK(level.size(0) == coords.size(0) && level.size(1) == coords.size(2) &&
-                    level.size(2) == coords.size(3),
-                op, ": pyramid levels must be [B, H, W, H_l, W_l] with B, H, W of coords ",
-                coords.sizes(), ", got ", level.sizes());
-  }
-}
+void check_lookup_inputs(at::TensorList pyramid, const at::Tensor& coords, int64_t radius,
+                         const char* op);
 
 // fmap1: [B, H, W, D]; fmap2_levels[l]: [B, H_l, W_l, D]; coords [B, 2, H, W].
-inline void check_onthefly_inputs(const at::Tensor& fmap1, at::TensorList fmap2_levels,
-                                  const at::Tensor& coords, int64_t radius, const char* op) {
-  check_radius(radius, op);
-  check_num_levels(fmap2_levels.size(), op, "fmap2_levels");
-  check_coords(coords, op);
-  check_dim(fmap1, 4, op, "fmap1");
-  check_coords_dtype(coords, fmap1, "fmap1", op);
-  TORCH_CHECK(fmap1.size(0) == coords.size(0) && fmap1.size(1) == coords.size(2) &&
-                  fmap1.size(2) == coords.size(3),
-              op, ": fmap1 must be [B, H, W, D] with B, H, W of coords ", coords.sizes(), ", got ",
-              fmap1.sizes());
-  for (const auto& level : fmap2_levels) {
-    check_dim(level, 4, op, "fmap2 level");
-    check_same_device_dtype(fmap1, "fmap1", level, "fmap2 level", op);
-    TORCH_CHECK(level.size(0) == fmap1.size(0) && level.size(3) == fmap1.size(3), op,
-                ": fmap2 levels must be [B, H_l, W_l, D] with B, D of fmap1 ", fmap1.sizes(),
-                ", got ", level.sizes());
-  }
-}
+void check_onthefly_inputs(const at::Tensor& fmap1, at::TensorList fmap2_levels,
+                           const at::Tensor& coords, int64_t radius, const char* op);
 
 // grad_out: [B, L*(2r+1)^2, H, W], the device and dtype of the maps (the forward's output).
-inline void check_grad_out(const at::Tensor& grad_out, const at::Tensor& coords, const at::Tensor& maps,
-                           int64_t num_levels, int64_t radius, const char* op) {
-  check_dim(grad_out, 4, op, "grad_out");
-  check_same_device_dtype(maps, "the maps", grad_out, "grad_out", op);
-  const int64_t K = (2 * radius + 1) * (2 * radius + 1);
-  check_shape(grad_out, {coords.size(0), num_levels * K, coords.size(2), coords.size(3)}, op,
-              "grad_out");
-}
+void check_grad_out(const at::Tensor& grad_out, const at::Tensor& coords, const at::Tensor& maps,
+                    int64_t num_levels, int64_t radius, const char* op);
 
 }  // namespace corr
 }  // namespace pyflowops

@@ -22,9 +22,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "corr/corr_checks.h"  // dispatch_coords
 #include "corr/corr_cuda.h"
 #include "corr/corr_cuda_levels.h"
+#include "corr/corr_dispatch.h"  // dispatch_coords (never corr_checks.h in nvcc code)
 #include "corr/corr_math.h"
 
 namespace pyflowops {

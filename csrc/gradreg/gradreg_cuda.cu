@@ -33,9 +33,9 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "gradreg/gradreg_checks.h"
 #include "gradreg/gradreg_cuda.h"
 #include "gradreg/gradreg_math.h"
+#include "gradreg/gradreg_stencil.h"  // never gradreg_checks.h in nvcc code
 
 namespace pyflowops {
 namespace gradreg {

@@ -8,8 +8,8 @@
 
 #include <cstdint>
 
-#include "gradreg/gradreg_checks.h"
 #include "gradreg/gradreg_math.h"
+#include "gradreg/gradreg_stencil.h"  // StencilKind; gradreg_cuda.cu includes this header
 
 namespace pyflowops {
 namespace gradreg {

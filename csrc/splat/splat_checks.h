@@ -1,11 +1,14 @@
 // Last-line-of-defence input checks of the Gaussian-splatting ops, shared by the
-// CPU and CUDA op wrappers. pyflowops/ops/splat.py validates first with friendly
-// Python errors and passes contiguous tensors; these TORCH_CHECKs only make sure a
-// direct torch.ops call can never read out of bounds.
+// CPU and CUDA op wrappers (splat_cpu.cpp, splat_cuda_ops.cpp). pyflowops/ops/splat.py
+// validates first with friendly Python errors and passes contiguous tensors; these
+// TORCH_CHECKs only make sure a direct torch.ops call can never read out of bounds.
+//
+// Declarations only: defined once, in splat_checks.cpp (g++, never nvcc); see
+// common/checks.h. num_tiles (arithmetic, no errors) stays inline.
 #pragma once
 
 #include <ATen/core/Tensor.h>
-#include <c10/util/Exception.h>
+#include <c10/util/Exception.h>  // TORCH_CHECK for the files that include this one
 #include <c10/util/Optional.h>
 
 #include <cstdint>
@@ -16,38 +19,16 @@ namespace pyflowops {
 namespace splat {
 
 // A contiguous floating tensor of exactly `shape`, on ref's device with ref's dtype.
-inline void check_float_input(const at::Tensor& ref, const char* ref_name, const at::Tensor& t,
-                              at::IntArrayRef shape, const char* op, const char* name) {
-  check_defined(t, op, name);
-  check_floating(t, op, name);
-  check_same_device_dtype(ref, ref_name, t, name, op);
-  check_shape(t, shape, op, name);
-  TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
-}
+void check_float_input(const at::Tensor& ref, const char* ref_name, const at::Tensor& t,
+                       at::IntArrayRef shape, const char* op, const char* name);
 
 // A contiguous int32 tensor of exactly `shape` on ref's device.
-inline void check_int_input(const at::Tensor& ref, const char* ref_name, const at::Tensor& t,
-                            at::IntArrayRef shape, const char* op, const char* name) {
-  check_defined(t, op, name);
-  TORCH_CHECK(t.scalar_type() == at::kInt, op, ": ", name, " must be int32, got ",
-              t.scalar_type());
-  TORCH_CHECK(t.device() == ref.device(), op, ": ", name, " is on ", t.device(), " but ",
-              ref_name, " is on ", ref.device());
-  check_shape(t, shape, op, name);
-  TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
-}
+void check_int_input(const at::Tensor& ref, const char* ref_name, const at::Tensor& t,
+                     at::IntArrayRef shape, const char* op, const char* name);
 
-inline void check_image_size(int64_t width, int64_t height, const char* op) {
-  TORCH_CHECK(width >= 1 && height >= 1, op, ": width and height must be >= 1, got ", width,
-              " x ", height);
-  TORCH_CHECK(width <= (int64_t(1) << 30) && height <= (int64_t(1) << 30), op,
-              ": width and height must be <= 2^30, got ", width, " x ", height);
-}
+void check_image_size(int64_t width, int64_t height, const char* op);
 
-inline void check_tile_size(int64_t tile_size, const char* op) {
-  TORCH_CHECK(tile_size >= 4 && tile_size <= 64 && (tile_size & (tile_size - 1)) == 0, op,
-              ": tile_size must be a power of two in [4, 64], got ", tile_size);
-}
+void check_tile_size(int64_t tile_size, const char* op);
 
 // Number of tiles T of the binning.
 inline int64_t num_tiles(int64_t width, int64_t height, int64_t tile_size) {
@@ -56,80 +37,37 @@ inline int64_t num_tiles(int64_t width, int64_t height, int64_t tile_size) {
 
 // project_gaussians(_backward)'s inputs: means [N,3], quats [N,4], scales [N,3],
 // viewmat [4,4], K [3,3], all in means' dtype and device.
-inline int64_t check_project_inputs(const at::Tensor& means, const at::Tensor& quats,
-                                    const at::Tensor& scales, const at::Tensor& viewmat,
-                                    const at::Tensor& K, const char* op) {
-  check_dim(means, 2, op, "means");
-  const int64_t n = means.size(0);
-  check_float_input(means, "means", means, {n, 3}, op, "means");
-  check_float_input(means, "means", quats, {n, 4}, op, "quats");
-  check_float_input(means, "means", scales, {n, 3}, op, "scales");
-  check_float_input(means, "means", viewmat, {4, 4}, op, "viewmat");
-  check_float_input(means, "means", K, {3, 3}, op, "K");
-  return n;
-}
+int64_t check_project_inputs(const at::Tensor& means, const at::Tensor& quats,
+                             const at::Tensor& scales, const at::Tensor& viewmat,
+                             const at::Tensor& K, const char* op);
 
 // project_gaussians_backward's extra inputs: radii [N] int32 and the cotangents.
-inline void check_project_backward_inputs(const at::Tensor& means, const at::Tensor& radii,
-                                          const at::Tensor& grad_means2d,
-                                          const at::Tensor& grad_conics,
-                                          const at::Tensor& grad_depths, const char* op) {
-  const int64_t n = means.size(0);
-  check_int_input(means, "means", radii, {n}, op, "radii");
-  check_float_input(means, "means", grad_means2d, {n, 2}, op, "grad_means2d");
-  check_float_input(means, "means", grad_conics, {n, 3}, op, "grad_conics");
-  check_float_input(means, "means", grad_depths, {n}, op, "grad_depths");
-}
+void check_project_backward_inputs(const at::Tensor& means, const at::Tensor& radii,
+                                   const at::Tensor& grad_means2d,
+                                   const at::Tensor& grad_conics,
+                                   const at::Tensor& grad_depths, const char* op);
 
 // rasterize_gaussians(_backward)'s Gaussians: means2d [N,2], conics [N,3],
 // opacities [N], features [N,C] (C >= 1), depths [N], radii [N] int32,
 // background [C] or None. Returns C.
-inline int64_t check_rasterize_inputs(const at::Tensor& means2d, const at::Tensor& conics,
-                                      const at::Tensor& opacities, const at::Tensor& features,
-                                      const at::Tensor& depths, const at::Tensor& radii,
-                                      const c10::optional<at::Tensor>& background,
-                                      int64_t width, int64_t height, int64_t tile_size,
-                                      const char* op) {
-  check_dim(means2d, 2, op, "means2d");
-  check_dim(features, 2, op, "features");
-  const int64_t n = means2d.size(0), c = features.size(1);
-  TORCH_CHECK(c >= 1, op, ": features must have at least one channel, got shape ",
-              features.sizes());
-  check_float_input(means2d, "means2d", means2d, {n, 2}, op, "means2d");
-  check_float_input(means2d, "means2d", conics, {n, 3}, op, "conics");
-  check_float_input(means2d, "means2d", opacities, {n}, op, "opacities");
-  check_float_input(means2d, "means2d", features, {n, c}, op, "features");
-  check_float_input(means2d, "means2d", depths, {n}, op, "depths");
-  check_int_input(means2d, "means2d", radii, {n}, op, "radii");
-  if (background.has_value())
-    check_float_input(means2d, "means2d", *background, {c}, op, "background");
-  check_image_size(width, height, op);
-  check_tile_size(tile_size, op);
-  TORCH_CHECK(n < (int64_t(1) << 31), op, ": at most 2^31 - 1 Gaussians, got ", n);
-  return c;
-}
+int64_t check_rasterize_inputs(const at::Tensor& means2d, const at::Tensor& conics,
+                               const at::Tensor& opacities, const at::Tensor& features,
+                               const at::Tensor& depths, const at::Tensor& radii,
+                               const c10::optional<at::Tensor>& background,
+                               int64_t width, int64_t height, int64_t tile_size,
+                               const char* op);
 
 // rasterize_gaussians_backward's cotangents, saved alpha and binning: grad_image
 // [H,W,C], grad_alpha / grad_depth / alpha [H,W,1], tile_offsets [T+1] int32,
 // gaussian_ids [M] int32, last [H,W] int32.
-inline void check_rasterize_backward_inputs(const at::Tensor& means2d,
-                                            const at::Tensor& grad_image,
-                                            const at::Tensor& grad_alpha,
-                                            const at::Tensor& grad_depth, const at::Tensor& alpha,
-                                            const at::Tensor& tile_offsets,
-                                            const at::Tensor& gaussian_ids, const at::Tensor& last,
-                                            int64_t channels, int64_t width, int64_t height,
-                                            int64_t tile_size, const char* op) {
-  check_float_input(means2d, "means2d", grad_image, {height, width, channels}, op, "grad_image");
-  check_float_input(means2d, "means2d", grad_alpha, {height, width, 1}, op, "grad_alpha");
-  check_float_input(means2d, "means2d", grad_depth, {height, width, 1}, op, "grad_depth");
-  check_float_input(means2d, "means2d", alpha, {height, width, 1}, op, "alpha");
-  check_int_input(means2d, "means2d", tile_offsets, {num_tiles(width, height, tile_size) + 1}, op,
-                  "tile_offsets");
-  check_dim(gaussian_ids, 1, op, "gaussian_ids");
-  check_int_input(means2d, "means2d", gaussian_ids, {gaussian_ids.size(0)}, op, "gaussian_ids");
-  check_int_input(means2d, "means2d", last, {height, width}, op, "last");
-}
+void check_rasterize_backward_inputs(const at::Tensor& means2d,
+                                     const at::Tensor& grad_image,
+                                     const at::Tensor& grad_alpha,
+                                     const at::Tensor& grad_depth, const at::Tensor& alpha,
+                                     const at::Tensor& tile_offsets,
+                                     const at::Tensor& gaussian_ids, const at::Tensor& last,
+                                     int64_t channels, int64_t width, int64_t height,
+                                     int64_t tile_size, const char* op);
 
 }  // namespace splat
 }  // namespace pyflowops

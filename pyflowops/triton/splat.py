@@ -487,7 +487,8 @@ def rasterize_gaussians_triton(
     means2d: torch.Tensor, conics: torch.Tensor, opacities: torch.Tensor, features: torch.Tensor,
     depths: torch.Tensor, radii: torch.Tensor, width: int, height: int, background: torch.Tensor | None,
     tile_size: int,
-) -> tuple[torch.Tensor, ...]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    # (every element spelled out: torch 2.11-2.13's triton_op infers the schema from these annotations)
     """-> (image [H, W, C], alpha [H, W, 1], depth [H, W, 1], tile_offsets [T + 1] int32,
     gaussian_ids [M] int32, last [H, W] int32)."""
     n, channels = features.shape
@@ -528,7 +529,7 @@ def rasterize_gaussians_backward_triton(
     conics: torch.Tensor, opacities: torch.Tensor, features: torch.Tensor, depths: torch.Tensor,
     radii: torch.Tensor, background: torch.Tensor | None, alpha: torch.Tensor, tile_offsets: torch.Tensor,
     gaussian_ids: torch.Tensor, last: torch.Tensor, width: int, height: int, tile_size: int,
-) -> tuple[torch.Tensor, ...]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """-> (grad_means2d [N, 2], grad_conics [N, 3], grad_opacities [N], grad_features [N, C],
     grad_depths [N]). Per-instance sums [M, 7 + C] from the kernel, added up per Gaussian here."""
     n, channels = features.shape
