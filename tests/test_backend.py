@@ -124,5 +124,6 @@ def test_auto_follows_the_measured_order_per_op_and_device(monkeypatch):
     assert _backend.select_backend("corr_lookup_onthefly", [cuda_like]) == "triton"
     assert _backend.select_backend("corr_lookup", [cuda_like]) == "cuda"
     # and a backend that cannot run is skipped for the next one
-    monkeypatch.setattr(_backend._Backend, "reject", lambda self, device, dtype: "no" if self.name == "triton" else None)
+    monkeypatch.setattr(_backend._Backend, "reject",
+                        lambda self, device, dtype: "no" if self.name == "triton" else None)
     assert _backend.select_backend("corr_lookup_onthefly", [cuda_like]) == "cuda"

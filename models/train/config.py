@@ -47,7 +47,8 @@ class ModelConfig:
 class DataConfig:
     """Where training and validation pairs come from."""
 
-    source: str = "rendered"  # "rendered" (on the fly, no disk) or a FacialFlowNet-layout folder
+    source: str = "rendered"  # "rendered" (faces on the fly, no disk), "generic" (photos under random affine
+    #                           motions: pretraining, data/generic.py) or a FacialFlowNet-layout folder
     image_size: int = 256  # rendered: image width = height in pixels (ignored for a folder)
     crop: list | None = None  # [H, W] random crop with FlowAugmentor; None: full images, no augmentation
     augment: bool = True  # with crop: RAFT/FFN photometric + spatial augmentation; False: plain random crop only
@@ -57,7 +58,7 @@ class DataConfig:
     first_index: int = 0  # rendered: index of the first training sequence
     motion_scales: list | None = None  # rendered: training sequence lengths n (null: FacialFlowNet's 5-20; [1, 2, 3]: larger motion)
     cache: bool = False  # keep un-augmented samples in memory after the first render/read (small sets only)
-    val_source: str | None = None  # None: same as source (rendered: val_seed/val_first_index; folder: val_split)
+    val_source: str | None = None  # None: as source (rendered/generic: val_seed/val_first_index; folder: val_split)
     val_seed: int = 1  # rendered: seed of the held-out set (differs from seed: disjoint sequences)
     val_first_index: int = 1_000_000  # rendered: first sequence index of the held-out set
     val_length: int = 16  # number of validation pairs (a folder's split is cut to this many; 0 = all of it)

@@ -140,9 +140,14 @@ def batches_per_epoch(n: int, global_batch: int) -> int:
 
 def _datasets(cfg: Config) -> tuple[_Pairs, _Pairs | None]:
     from ..data.dataset import FacialFlowDataset, RenderedFacialFlowDataset
+    from ..data.generic import GenericMotionDataset
 
     d, extras = cfg.data, cfg.train.stage == 0
-    if d.source == "rendered":
+    if "generic" in (d.source, d.val_source) and extras:
+        raise ValueError("data.source generic has no face-part labels: stage 0 needs rendered or folder data")
+    if d.source == "generic":
+        base = GenericMotionDataset(d.length, d.image_size, d.seed, "train", d.first_index)
+    elif d.source == "rendered":
         scales = {} if d.motion_scales is None else {"motion_scales": tuple(d.motion_scales)}
         base = RenderedFacialFlowDataset(d.length, d.image_size, d.seed, "train", d.first_index, extras=extras,
                                          **scales)
@@ -150,9 +155,11 @@ def _datasets(cfg: Config) -> tuple[_Pairs, _Pairs | None]:
         base = FacialFlowDataset(d.source, "train", extras=extras)
     train_set = _Pairs(base, d.crop, d.augment, d.cache, d.crop_shift)
     val_source = d.val_source or d.source
-    if d.val_length == 0 and val_source == "rendered":
+    if d.val_length == 0 and val_source in ("rendered", "generic"):
         return train_set, None
-    if val_source == "rendered":
+    if val_source == "generic":
+        val_base = GenericMotionDataset(d.val_length, d.image_size, d.val_seed, "val", d.val_first_index)
+    elif val_source == "rendered":
         val_base = RenderedFacialFlowDataset(d.val_length, d.image_size, d.val_seed, "val", d.val_first_index,
                                              extras=extras)
     else:

@@ -25,7 +25,7 @@ TINY = ["model.size=small", "data.image_size=64", "data.crop=null", "data.crop_s
         "data.val_length=1", "data.val_batch_size=1", "optim.batch_size=2", "optim.iters=2",
         "train.num_workers=0", "train.val_every=0", "train.log_every=1", "train.checkpoint_every=1000"]
 CONFIGS = {"raft": "raft_cpu_small", "gma": "gma_cpu_small", "decflow": "decflow_cpu_small",
-           "srflownet": "srflownet_cpu_small"}
+           "srflownet": "srflownet_cpu_small", "decflow_pretrain": "decflow_pretrain_cpu_small"}
 
 
 def _env() -> dict:
@@ -50,7 +50,8 @@ def test_bundled_configs_load_and_decflow_matches_the_paper():
     names = config_names()
     for base in ("decflow_stage1", "decflow_stage2", "srflownet", "gma", "raft"):
         assert base in names
-    assert {"decflow_cpu_small", "gma_cpu_small", "raft_cpu_small", "srflownet_cpu_small"} <= set(names)
+    assert {"decflow_cpu_small", "gma_cpu_small", "raft_cpu_small", "srflownet_cpu_small",
+            "decflow_pretrain_cpu_small"} <= set(names)
     for name in names:
         load_config(name)
     c = load_config("decflow_stage1")
