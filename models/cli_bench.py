@@ -20,7 +20,7 @@ from pathlib import Path
 __all__ = ["SUITES", "find_repo", "add_parser"]
 
 _PROG = "pyflowops bench"
-SUITES = ("corr", "gradreg", "splat", "models", "train", "synth")
+SUITES = ("corr", "corr_gpu", "gradreg", "splat", "models", "train", "synth")  # benchmarks/test_<suite>.py
 
 
 def find_repo(explicit: str | None = None) -> Path:
