@@ -4,7 +4,8 @@
 #   make demo    correlation demo (speed and memory of both lookups vs the reference), the
 #                gradient-regularization demo (denoise a synthetic face's flow; demo_out/gradreg_demo.png)
 #                the splatting demo (a Gaussian head turning and its exact flow; demo_out/splat_demo.png)
-#                then the main job: a synthetic facial flow set, DecFlow trained on it (both stages),
+#                then the main job: a synthetic facial flow set, DecFlow pretrained on generic motion, then
+#                trained on it (both stages),
 #                evaluated against Farneback, DIS and TV-L1, one inference: demo/REPORT.md, demo/model.pt
 #                (DEMO_FAST=1: the same on a few tiny pairs, what CI runs)
 #   make test    the test suite
