@@ -12,7 +12,8 @@ Family ``corr_gpu`` (runs only where CUDA is available): for 512^2 batch 2, 1024
 runs two modes: ``inference`` (build the block, then RAFT's 12 lookups with coordinates moving a
 little each iteration, under ``torch.no_grad``) and ``train`` (the same with fmaps that need
 gradients, then one backward of a random cotangent on every lookup). Time and peak CUDA memory
-(``max_memory_allocated`` above what was allocated before) per call; a case that runs out of
+(``max_memory_allocated`` above what was allocated before, on the warmup call) through
+``_measure.run_benchmark``, as every other benchmark; a case that runs out of
 memory or fails is recorded with its error (RAFT's CorrBlock at 2048^2 is expected to).
 ``benchmarks/report_corr_gpu.py`` writes the table into RESULTS.md.
 """
@@ -82,7 +83,6 @@ def _run_case(variant: str, size: int, batch: int, mode: str):
                     cotangent = torch.randn_like(outs[0])
                 torch.autograd.backward(outs, [cotangent] * len(outs))
                 f1.grad = f2.grad = None
-        return None
 
     return step
 
@@ -95,17 +95,11 @@ def test_corr_gpu_table(benchmark, size, batch, variant, mode):
     info = dict(family="corr_gpu", size=size, batch=batch, variant=variant, mode=mode, device="cuda",
                 gpu=torch.cuda.get_device_name(), iterations=m.ITERATIONS)
     torch.cuda.empty_cache()
-    try:
-        step = _run_case(variant, size, batch, mode)
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        step()  # warmup; its peak is the case's memory
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - base
-        benchmark.pedantic(lambda: (step(), torch.cuda.synchronize()), rounds=5, warmup_rounds=0, iterations=1)
+    try:  # the shared timer: an untimed warmup (its peak CUDA memory is the case's), then timed rounds
+        measured = m.run_benchmark(benchmark, f"{variant}-{mode}-{size}-b{batch}", "cuda", False,
+                                   _run_case(variant, size, batch, mode))
     except (torch.OutOfMemoryError, RuntimeError) as exc:  # recorded, not a benchmark failure
         torch.cuda.empty_cache()
         m.record_skip(**info, kind="failed", reason=f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
         pytest.skip(f"{variant} {mode} {size}px: {type(exc).__name__}")
-    benchmark.extra_info.update(info, peak_memory_bytes=peak)
+    benchmark.extra_info.update(info, **measured)
