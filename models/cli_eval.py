@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli_infer import positive_int
+from .cli_infer import check_device, positive_int
 
 __all__ = ["add_parser"]
 
@@ -25,18 +25,6 @@ def _baselines(text: str) -> list[str]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown baseline(s) {unknown or text!r}; choose from {','.join(BASELINES)}")
     return names
-
-
-def _check_device(device: str) -> str:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"--device {device}: not a device name (cpu, cuda, cuda:1, ...)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    return str(dev)
 
 
 def _unique(name: str, taken: dict) -> str:
@@ -59,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, load_pairs, markdown
 
     try:
-        device = _check_device(args.device)
+        device = check_device(args.device)
         pairs = load_pairs(args.data, split=args.split, pairs=args.pairs, size=args.size, seed=args.seed,
                            first_index=args.first_index)
     except ValueError as err:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
-__all__ = ["add_parser", "load_model"]
+__all__ = ["add_parser", "check_device", "load_model", "positive_int"]
 
 _PROG = "pyflowops infer"
 
@@ -80,7 +80,8 @@ def load_model(spec: str) -> tuple[nn.Module, str]:
     return model, f"model from {spec}"
 
 
-def _check_device(device: str) -> str:
+def check_device(device: str) -> str:
+    """``device`` as torch spells it, or a ValueError naming what is wrong with it (eval, infer and mer share this)."""
     import torch
 
     try:
@@ -120,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
         return fail(f"--out {out}: exists and is not a folder")
     notes: list[str] = []
     try:
-        device = _check_device(args.device)
+        device = check_device(args.device)
         # Read the inputs before the model: a typo in a file name fails in a fraction of a second.
         if args.video is None:
             image1 = load_image(images[0], notes)

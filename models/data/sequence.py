@@ -46,11 +46,27 @@ EMOTION_NAMES = tuple(EMOTIONS)
 MAX_AFFINE = 4.0
 
 
+def _hashed_generator(key: str) -> torch.Generator:
+    """A generator seeded by a hash of ``key`` (e.g. ``prefix:seed:index``)."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+def _texture_stream(generator: torch.Generator) -> torch.Generator:
+    """A second stream beside ``generator`` (a sequence's or a subject's): its head's texture noise."""
+    return torch.Generator().manual_seed(generator.initial_seed() ^ 0x5EED)
+
+
+def _sample_light(generator: torch.Generator) -> tuple[float, float, float]:
+    """A unit light direction from the camera's side of the head, somewhat above and to a random side."""
+    az, el = (torch.rand(2, generator=generator) * 2 - 1).tolist()
+    return tuple(F.normalize(torch.tensor([0.8 * az, -0.3 - 0.5 * abs(el), -1.0]), dim=0).tolist())
+
+
 def sequence_generator(seed: int, index: int) -> torch.Generator:
     """The generator of sequence ``index``: seeded by a hash of (seed, index), not seed + index,
     so runs with neighbouring seeds do not share sequences."""
-    digest = hashlib.sha256(f"pyflowops-synth:{seed}:{index}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    return _hashed_generator(f"pyflowops-synth:{seed}:{index}")
 
 
 @dataclass(frozen=True)
@@ -113,11 +129,9 @@ def sequence_spec(seed: int, index: int, size: int = 512, split: str = "train",
     expression = tuple(float(v) for v in sample_expression(emotion, g))
     pose_start = HeadPose.sample(g, max_angle_deg=10.0, max_translation=0.05)
     pose_end = HeadPose.sample(g, max_angle_deg=20.0, max_translation=0.1)
-    # Light from the camera's side of the head, somewhat above and to a random side.
-    az, el = (torch.rand(2, generator=g) * 2 - 1).tolist()
-    light = F.normalize(torch.tensor([0.8 * az, -0.3 - 0.5 * abs(el), -1.0]), dim=0)
+    light = _sample_light(g)
     return SequenceSpec(seed, index, split, size, emotion, num_steps, identity, expression, pose_start, pose_end,
-                        tuple(light.tolist()), pick(1 << 30), texture)
+                        light, pick(1 << 30), texture)
 
 
 @dataclass(frozen=True)
@@ -187,8 +201,11 @@ class _Renderer:
     def state(self, expression_step: int, pose_step: int) -> _Frame:
         """The head with step ``expression_step``'s expression and step ``pose_step``'s pose."""
         n = self.spec.num_steps
-        weights = self.target * _ease(expression_step / n)
         pose = HeadPose.interpolate(self.spec.pose_start, self.spec.pose_end, _ease(pose_step / n))
+        return self.state_at(self.target * _ease(expression_step / n), pose)
+
+    def state_at(self, weights: torch.Tensor, pose: HeadPose) -> _Frame:
+        """The head with AU ``weights`` [A] (``ACTION_UNITS`` order) and ``pose``."""
         deformed, normals = deform_with_normals(self.head, weights)  # shading follows the deformed surface
         gaussians, normals = posed(deformed, normals, pose, HEAD_DISTANCE)
         return _Frame(gaussians, shade(self.head.albedo, normals, self.light))
@@ -218,8 +235,7 @@ def _uint8(rgb: torch.Tensor) -> np.ndarray:
 def _setup(spec: SequenceSpec, backgrounds: Backgrounds | None, head: Head | None) -> _Renderer:
     backgrounds = Backgrounds() if backgrounds is None else backgrounds
     if head is None:
-        g = sequence_generator(spec.seed, spec.index)
-        g.manual_seed(g.initial_seed() ^ 0x5EED)  # a second stream: the head's texture noise
+        g = _texture_stream(sequence_generator(spec.seed, spec.index))
         head = build_head(spec.identity, resolution=spec.size, texture=spec.texture, generator=g)
     return _Renderer(spec, head, backgrounds.pick(spec.background, spec.size))
 

@@ -210,15 +210,18 @@ def _photos(folder: str | Path | None) -> list[str]:
     return files
 
 
-def _run(root: Path, todo: list[SequenceSpec], workers: int, backgrounds: str | None, progress: bool) -> list[int]:
+def _run(root: Path, todo: list, workers: int, backgrounds: str | None, progress: bool,
+         work: Callable = _work, units: Callable = lambda spec: spec.num_steps, unit: str = "pair") -> list[int]:
+    """Run ``work(task) -> (key, units written)`` over ``todo`` in ``workers`` processes (``_WORKER`` holds
+    root and backgrounds there); the bar counts ``units(task)`` per task. Returns the units written per task."""
     from tqdm import tqdm
 
-    bar = tqdm(total=sum(s.num_steps for s in todo), unit="pair", desc="pyflowops synth", disable=not progress)
+    bar = tqdm(total=sum(units(s) for s in todo), unit=unit, desc="pyflowops synth", disable=not progress)
     written = []
     try:
         if workers == 1:
             _init_worker(str(root), backgrounds, threads=max(1, os.cpu_count() or 1))
-            results: Iterable[tuple[int, int]] = map(_work, todo)
+            results: Iterable[tuple[int, int]] = map(work, todo)
             for _, n in results:
                 written.append(n)
                 bar.update(n)
@@ -226,7 +229,7 @@ def _run(root: Path, todo: list[SequenceSpec], workers: int, backgrounds: str | 
             ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold OpenMP threads
             threads = max(1, (os.cpu_count() or 1) // workers)
             with ctx.Pool(workers, _init_worker, (str(root), backgrounds, threads)) as pool:
-                for _, n in pool.imap_unordered(_work, todo):
+                for _, n in pool.imap_unordered(work, todo):
                     written.append(n)
                     bar.update(n)
     finally:
