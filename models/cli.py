@@ -1,9 +1,10 @@
-"""The ``pyflowops`` command: ``pyflowops info|synth|stats|train|eval|infer|bench``.
+"""The ``pyflowops`` command: ``pyflowops info|synth|stats|train|eval|infer|mer|bench``.
 
-``info`` (build, backends, models), ``synth`` (synthetic facial flow data),
-``stats`` (a data set's flow statistics), ``train`` (:mod:`.train`), ``eval`` (metrics and
-classical baselines, :mod:`.cli_eval`), ``infer`` (flow for images or a video, :mod:`.cli_infer`)
-and ``bench`` (the benchmarks and RESULTS.md, :mod:`.cli_bench`).
+``info`` (build, backends, models), ``synth`` (synthetic facial flow data; ``--mode micro``:
+micro-expression clips, :mod:`.data.micro`), ``stats`` (a data set's flow statistics), ``train``
+(:mod:`.train`), ``eval`` (metrics and classical baselines, :mod:`.cli_eval`), ``infer`` (flow for
+images or a video, :mod:`.cli_infer`), ``mer`` (micro-expression recognition per flow method,
+:mod:`.cli_mer`) and ``bench`` (the benchmarks and RESULTS.md, :mod:`.cli_bench`).
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ Both return the same sample dict, so training code does not care which it gets:
 * ``mask``: [H, W] float32, 1 on the face/head region of frame t;
 * ``sequence``: "<split>/<emotion>/<seq>", ``step``: t (int).
 
+:class:`MicroClipDataset` gives the same dicts for the onset -> apex pairs of a micro-expression set;
+:func:`folder_dataset` picks the reader a folder needs.
+
 With ``extras=True`` (our generated data only) also ``labels`` [H, W] int64 part ids,
 ``occlusion`` [H, W] bool and ``image2_head`` [3, H, W].
 """
@@ -28,7 +31,7 @@ from .augment import FlowAugmentor
 from .backgrounds import Backgrounds
 from .sequence import MOTION_SCALES, FramePair, render_pair, sequence_spec
 
-__all__ = ["FacialFlowDataset", "RenderedFacialFlowDataset"]
+__all__ = ["FacialFlowDataset", "MicroClipDataset", "RenderedFacialFlowDataset", "folder_dataset", "is_micro_set"]
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -162,3 +165,56 @@ class RenderedFacialFlowDataset(Dataset):
             sample["occlusion"] = torch.from_numpy(pair.occlusion)
             sample["image2_head"] = torch.from_numpy(pair.image2_head).permute(2, 0, 1).float()
         return _finish(sample, f"{self.split}/{spec.emotion}/{spec.name}", step, self.augment)
+
+
+class MicroClipDataset(Dataset):
+    """The onset -> apex pair of every clip of a ``pyflowops synth --mode micro`` set (layout ``pyflowops-micro/1``).
+
+    The samples are the dicts above (``flow``, ``flow_head``: the clip's ground-truth onset -> apex facial
+    and head flow; ``mask``: the head at onset; ``sequence``: "<subject>/<clip>", ``step``: the onset
+    frame), so networks can be trained or fine-tuned on micro-expressions with the trainer as is.
+
+    Raises:
+        ValueError: ``root`` is not a micro-expression set (the message says what was looked for).
+    """
+
+    def __init__(self, root: str | Path, augment: FlowAugmentor | None = None) -> None:
+        from ..mer.datasets import load_synthetic
+
+        self.root, self.augment = Path(root), augment
+        self.clips = load_synthetic(self.root)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> dict:
+        clip = self.clips[index]
+        sample = {
+            "image1": _image(clip.onset_frame),
+            "image2": _image(clip.apex_frame),
+            "flow": torch.from_numpy(read_flo(clip.flow_facial)).permute(2, 0, 1).contiguous(),
+            "flow_head": torch.from_numpy(read_flo(clip.flow_head)).permute(2, 0, 1).contiguous(),
+            "mask": torch.from_numpy(np.asarray(Image.open(clip.mask).convert("L")) > 127).float(),
+        }
+        return _finish(sample, f"{clip.subject.split('/')[-1]}/{clip.sequence}", clip.onset, self.augment)
+
+
+def is_micro_set(root: str | Path) -> bool:
+    """Whether ``root`` holds a micro-expression set (its meta.json names the ``pyflowops-micro/1`` layout)."""
+    import json
+
+    meta = Path(root) / "meta.json"
+    try:
+        return json.loads(meta.read_text()).get("layout", "").startswith("pyflowops-micro/")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def folder_dataset(root: str | Path, split: str = "train", extras: bool = False) -> Dataset:
+    """The pairs of a data set folder: :class:`MicroClipDataset` for a micro-expression set (no splits: a
+    set is one split), else :class:`FacialFlowDataset` (``split``, ``extras``)."""
+    if is_micro_set(root):
+        if extras:
+            raise ValueError(f"{root}: a micro-expression set has no face-part labels (stage 0 needs macro data)")
+        return MicroClipDataset(root)
+    return FacialFlowDataset(root, split, extras=extras)

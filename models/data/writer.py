@@ -220,7 +220,10 @@ def _run(root: Path, todo: list, workers: int, backgrounds: str | None, progress
     written = []
     try:
         if workers == 1:
-            _init_worker(str(root), backgrounds, threads=max(1, os.cpu_count() or 1))
+            import torch
+
+            # this process's thread count (OMP_NUM_THREADS when set): more threads than free cores stalls torch
+            _init_worker(str(root), backgrounds, threads=torch.get_num_threads())
             results: Iterable[tuple[int, int]] = map(work, todo)
             for _, n in results:
                 written.append(n)

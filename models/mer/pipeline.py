@@ -8,8 +8,8 @@ go through the same leave-one-subject-out protocol with the same recogniser and 
 
 Written into ``out``: ``results.md`` (the table), ``results.json`` (numbers, confusion matrices,
 per-subject counts, the options), ``confusion_<method>.png``, ``representation_<method>.png`` (what
-the recogniser sees for one clip) and ``cache/<method>.npz`` (the maps, so a rerun or a crashed
-run skips the flow computation of every finished method).
+the recogniser sees for one clip) and ``cache/<method>.npz`` + ``.json`` (the maps and their LOSO
+scores, so a rerun or a crashed run skips every finished method).
 
 Example:
     >>> from pyflowops_models.mer.datasets import load_mer_dataset
@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -117,6 +118,26 @@ def representations(samples: Sequence[MERSample], method: FlowMethod, boxes: Seq
     return maps, per_clip
 
 
+def _scores(maps: np.ndarray, labels: np.ndarray, subjects: list[str], options: TrainOptions, name: str,
+            cache: Path | None, progress: bool) -> dict[str, Any]:
+    """LOSO scores of one method's maps; read from ``cache`` (JSON) when it holds the scores of exactly these
+    maps, labels, subjects and options (training is deterministic, so they would come out the same)."""
+    from pyflowops.flow.io import atomic_write_bytes
+
+    digest = hashlib.sha256(np.ascontiguousarray(maps).tobytes())
+    digest.update(json.dumps([labels.tolist(), subjects, asdict(options)]).encode())
+    key = digest.hexdigest()
+    if cache is not None and cache.exists():
+        stored = json.loads(cache.read_text())
+        if stored.get("key") == key:
+            return stored["scores"]
+    scores = loso_evaluate(maps, labels, subjects, len(CLASSES), options, progress=progress,
+                           description=f"LOSO {name}")
+    if cache is not None:
+        atomic_write_bytes(cache, json.dumps({"key": key, "scores": scores}).encode())
+    return scores
+
+
 def _unique_names(methods: Sequence[FlowMethod]) -> list[str]:
     names: list[str] = []
     for m in methods:
@@ -166,8 +187,8 @@ def run_mer(samples: Sequence[MERSample], methods: Sequence[FlowMethod], out: st
     for name, method in zip(_unique_names(methods), methods):
         cache = None if out is None else out / "cache" / f"{_safe(name)}.npz"
         maps, seconds = representations(samples, method, boxes, size, cache, progress)
-        scores = loso_evaluate(maps, labels, subjects, len(CLASSES), options, progress=progress,
-                               description=f"LOSO {name}")
+        scores = _scores(maps, labels, subjects, options, name, None if cache is None else cache.with_suffix(".json"),
+                         progress)
         result["methods"][name] = {**scores, "seconds_per_clip": seconds, "description": method.description}
         if out is not None:
             plot_confusion(np.array(scores["confusion"]), CLASSES, out / f"confusion_{_safe(name)}.png",

@@ -48,7 +48,8 @@ class DataConfig:
     """Where training and validation pairs come from."""
 
     source: str = "rendered"  # "rendered" (faces on the fly, no disk), "generic" (photos under random affine
-    #                           motions: pretraining, data/generic.py) or a FacialFlowNet-layout folder
+    #                           motions: pretraining, data/generic.py), a FacialFlowNet-layout folder, or a
+    #                           `pyflowops synth --mode micro` folder (its onset -> apex pairs; one split)
     image_size: int = 256  # rendered: image width = height in pixels (ignored for a folder)
     crop: list | None = None  # [H, W] random crop with FlowAugmentor; None: full images, no augmentation
     augment: bool = True  # with crop: RAFT/FFN photometric + spatial augmentation; False: plain random crop only

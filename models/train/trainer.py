@@ -139,7 +139,7 @@ def batches_per_epoch(n: int, global_batch: int) -> int:
 
 
 def _datasets(cfg: Config) -> tuple[_Pairs, _Pairs | None]:
-    from ..data.dataset import FacialFlowDataset, RenderedFacialFlowDataset
+    from ..data.dataset import RenderedFacialFlowDataset, folder_dataset
     from ..data.generic import GenericMotionDataset
 
     d, extras = cfg.data, cfg.train.stage == 0
@@ -152,7 +152,7 @@ def _datasets(cfg: Config) -> tuple[_Pairs, _Pairs | None]:
         base = RenderedFacialFlowDataset(d.length, d.image_size, d.seed, "train", d.first_index, extras=extras,
                                          **scales)
     else:
-        base = FacialFlowDataset(d.source, "train", extras=extras)
+        base = folder_dataset(d.source, "train", extras=extras)
     train_set = _Pairs(base, d.crop, d.augment, d.cache, d.crop_shift)
     val_source = d.val_source or d.source
     if d.val_length == 0 and val_source in ("rendered", "generic"):
@@ -163,7 +163,7 @@ def _datasets(cfg: Config) -> tuple[_Pairs, _Pairs | None]:
         val_base = RenderedFacialFlowDataset(d.val_length, d.image_size, d.val_seed, "val", d.val_first_index,
                                              extras=extras)
     else:
-        val_base = FacialFlowDataset(val_source, d.val_split, extras=extras)
+        val_base = folder_dataset(val_source, d.val_split, extras=extras)
         if 0 < d.val_length < len(val_base):  # evenly spaced pairs: every motion scale and sequence kind
             keep = np.linspace(0, len(val_base) - 1, d.val_length).round().astype(int).tolist()
             val_base = torch.utils.data.Subset(val_base, keep)

@@ -63,9 +63,13 @@ def test_cli_writes_the_table_pictures_and_a_cache_a_rerun_reuses(micro, tmp_pat
     result = json.loads((out / "results.json").read_text())
     assert set(result["methods"]) == {"farneback", "decflow", "decflow-facial", "gt-facial"}
     assert (out / "results.md").read_text().startswith("Leave-one-subject-out")
-    stamp = (out / "cache" / "farneback.npz").stat().st_mtime_ns
+    cached = [out / "cache" / "farneback.npz", out / "cache" / "farneback.json"]
+    stamps = [p.stat().st_mtime_ns for p in cached]
     assert main(argv[:7] + ["--size", "16", "--epochs", "2", "--quiet"]) == 0
-    assert (out / "cache" / "farneback.npz").stat().st_mtime_ns == stamp  # reused, not recomputed
+    assert [p.stat().st_mtime_ns for p in cached] == stamps  # maps and scores reused, not recomputed
+    assert capsys.readouterr().out.count("| farneback |") == 1
+    assert main(argv[:7] + ["--size", "16", "--epochs", "3", "--quiet"]) == 0  # other options: trained again
+    assert (out / "cache" / "farneback.json").stat().st_mtime_ns != stamps[1]
 
 
 @pytest.mark.parametrize(("flow", "message"), [
@@ -100,3 +104,29 @@ def test_one_subject_is_refused(micro):
     samples = [s for s in load_mer_dataset(micro) if s.subject == load_mer_dataset(micro)[0].subject]
     with pytest.raises(ValueError, match="at least 2 subjects"):
         run_mer(samples, [parse_flow_method("dis")], None, size=16, progress=False)
+
+
+def test_a_micro_set_is_training_data_of_onset_apex_pairs(micro, tmp_path):
+    import warnings
+
+    from pyflowops_models.data.dataset import MicroClipDataset, folder_dataset
+    from pyflowops_models.train import load_config, train
+
+    data = folder_dataset(micro)
+    assert isinstance(data, MicroClipDataset) and len(data) == 6
+    clip, sample = data.clips[0], data[0]
+    assert sample["image1"].shape == (3, 64, 64) and sample["mask"].shape == (64, 64)
+    np.testing.assert_array_equal(sample["flow"].permute(1, 2, 0).numpy(), read_flo(clip.flow_facial))
+    assert sample["step"] == clip.onset and sample["valid"].all()
+    with pytest.raises(ValueError, match="no face-part labels"):
+        folder_dataset(micro, extras=True)
+    with pytest.raises(ValueError, match="FacialFlowNet-layout"):
+        folder_dataset(tmp_path)
+    cfg = load_config("decflow_micro_cpu_small", [
+        f"data.source={micro}", "data.crop=[48, 48]", "optim.steps=2", "optim.batch_size=2", "optim.iters=2",
+        "data.val_length=2", "data.val_batch_size=2", "train.val_every=2", "train.checkpoint_every=2",
+        "train.num_workers=0", "optim.amp=off"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DecFlow's untrained semantic encoder
+        result = train(cfg, tmp_path / "run", progress=False)
+    assert result["step"] == 2 and np.isfinite(result["val"]["expression_masked_epe"])
