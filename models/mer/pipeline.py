@@ -9,7 +9,8 @@ go through the same leave-one-subject-out protocol with the same recogniser and 
 Written into ``out``: ``results.md`` (the table), ``results.json`` (numbers, confusion matrices,
 per-subject counts, the options), ``confusion_<method>.png``, ``representation_<method>.png`` (what
 the recogniser sees for one clip) and ``cache/<method>.npz`` + ``.json`` (the maps and their LOSO
-scores, so a rerun or a crashed run skips every finished method).
+scores, so a rerun skips every finished method; the maps are written once the pass over the clips
+ends, the scores after each method).
 
 Example:
     >>> from pyflowops_models.mer.datasets import load_mer_dataset
@@ -85,37 +86,53 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def representations(samples: Sequence[MERSample], method: FlowMethod, boxes: Sequence[tuple[int, int, int, int]],
-                    size: int = REPRESENTATION_SIZE, cache: Path | None = None,
-                    progress: bool = True) -> tuple[np.ndarray, float]:
-    """(maps [N, 3, size, size] float32, flow seconds per clip) of ``method`` on every clip.
+def _cached(cache: Path | None, keys: np.ndarray, size: int, method: FlowMethod) -> tuple[np.ndarray, float] | None:
+    """The maps in ``cache`` when they are of exactly these clips, this size and this method's description."""
+    if cache is None or not cache.exists():
+        return None
+    with np.load(cache) as stored:
+        same = (stored["keys"].shape == keys.shape and (stored["keys"] == keys).all()
+                and stored["x"].shape[-1] == size and str(stored["description"]) == method.description)
+        return (stored["x"], float(stored["seconds"])) if same else None
 
-    With ``cache`` (an ``.npz`` path) the maps are read from it when it holds exactly these clips at
-    this size from a method with this description (checkpoint, iterations), and written to it after
-    computing (atomically).
+
+def representations(samples: Sequence[MERSample], methods: Sequence[FlowMethod],
+                    boxes: Sequence[tuple[int, int, int, int]], size: int = REPRESENTATION_SIZE,
+                    caches: Sequence[Path | None] | None = None,
+                    progress: bool = True) -> list[tuple[np.ndarray, float]]:
+    """Per method: (maps [N, 3, size, size] float32, flow seconds per clip) on every clip.
+
+    One pass over the clips serves every method (each clip's frames are read once, and a network's
+    outputs come from one forward: its second row costs no flow time). With ``caches`` (an ``.npz``
+    path per method) a method's maps are read from its file when it holds exactly these clips at this
+    size from a method with this description (checkpoint, iterations), and written to it after computing
+    (atomically).
     """
     from tqdm import tqdm
 
+    caches = [None] * len(methods) if caches is None else list(caches)
     keys = np.array([_key(s) for s in samples])
-    if cache is not None and cache.exists():
-        with np.load(cache) as stored:
-            same = (stored["keys"].shape == keys.shape and (stored["keys"] == keys).all()
-                    and stored["x"].shape[-1] == size and str(stored["description"]) == method.description)
-            if same:
-                return stored["x"], float(stored["seconds"])
-    maps = np.empty((len(samples), 3, size, size), np.float32)
-    seconds = 0.0
-    for i, (sample, box) in enumerate(tqdm(list(zip(samples, boxes)), desc=method.name, unit="clip",
-                                           disable=not progress)):
+    results = [_cached(c, keys, size, m) for m, c in zip(methods, caches)]
+    todo = [j for j, r in enumerate(results) if r is None]
+    if not todo:
+        return results  # type: ignore[return-value]
+    maps = {j: np.empty((len(samples), 3, size, size), np.float32) for j in todo}
+    seconds = dict.fromkeys(todo, 0.0)
+    bar = tqdm(list(zip(samples, boxes)), desc=f"flows ({', '.join(methods[j].name for j in todo)})", unit="clip",
+               disable=not progress)
+    for i, (sample, box) in enumerate(bar):
         onset, apex = _images(sample)
-        start = time.perf_counter()
-        flow = method.compute(sample, onset, apex)
-        seconds += time.perf_counter() - start
-        maps[i] = flow_representation(flow, box, size)
-    per_clip = seconds / max(1, len(samples))
-    if cache is not None:
-        _save_npz(cache, keys=keys, x=maps, seconds=np.float64(per_clip), description=np.array(method.description))
-    return maps, per_clip
+        for j in todo:
+            start = time.perf_counter()
+            flow = methods[j].compute(sample, onset, apex)
+            seconds[j] += time.perf_counter() - start
+            maps[j][i] = flow_representation(flow, box, size)
+    for j in todo:
+        results[j] = (maps[j], seconds[j] / len(samples))
+        if caches[j] is not None:
+            _save_npz(caches[j], keys=keys, x=maps[j], seconds=np.float64(results[j][1]),
+                      description=np.array(methods[j].description))
+    return results  # type: ignore[return-value]
 
 
 def _scores(maps: np.ndarray, labels: np.ndarray, subjects: list[str], options: TrainOptions, name: str,
@@ -184,9 +201,10 @@ def run_mer(samples: Sequence[MERSample], methods: Sequence[FlowMethod], out: st
         "class_counts": {CLASSES[k]: int(v) for k, v in sorted(Counter(labels.tolist()).items())},
         "datasets": sorted({s.dataset for s in samples}), "size": size, "options": asdict(options), "methods": {},
     }
-    for name, method in zip(_unique_names(methods), methods):
-        cache = None if out is None else out / "cache" / f"{_safe(name)}.npz"
-        maps, seconds = representations(samples, method, boxes, size, cache, progress)
+    names = _unique_names(methods)
+    caches = [None if out is None else out / "cache" / f"{_safe(name)}.npz" for name in names]
+    computed = representations(samples, methods, boxes, size, caches, progress)
+    for name, method, cache, (maps, seconds) in zip(names, methods, caches, computed):
         scores = _scores(maps, labels, subjects, options, name, None if cache is None else cache.with_suffix(".json"),
                          progress)
         result["methods"][name] = {**scores, "seconds_per_clip": seconds, "description": method.description}
@@ -213,7 +231,9 @@ def markdown(result: dict[str, Any]) -> str:
     for name, m in rows:
         lines.append(f"| {name} | {m['uf1']:.3f} | {m['uar']:.3f} | {m['accuracy']:.3f} | {m['seconds_per_clip']:.3f} |")
     lines += ["", ("UF1: mean over classes of 2TP / (2TP + FP + FN), UAR: mean per-class recall, both over the "
-                   "predictions of all folds pooled (the MEGC 2019 composite benchmark's definitions)."), ""]
+                   "predictions of all folds pooled (the MEGC 2019 composite benchmark's definitions). flow s/clip: "
+                   "the method's time per clip; a network's outputs share one forward pass, timed on its first row "
+                   "computed."), ""]
     for name, m in result["methods"].items():
         lines.append(f"- {name}: {m['description']}")
     return "\n".join(lines) + "\n"
