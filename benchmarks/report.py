@@ -556,12 +556,13 @@ def render(rows: list[Row], extra: dict[str, Any], data: dict[str, Any], out: Pa
     from benchmarks import report_splat
 
     doc += report_splat.section(data, out)
-    from benchmarks import report_corr_gpu, report_models, report_synth, report_train
+    from benchmarks import report_corr_gpu, report_mer, report_models, report_synth, report_train
 
     doc += report_corr_gpu.section(data, out)
     doc += report_models.section(data, out)
     doc += report_train.section(data, out)
     doc += report_synth.section(data, out)
+    doc += report_mer.section(data, out)
     text = "\n".join(doc)
     out.write_text(text)
     return text
