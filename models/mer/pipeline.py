@@ -41,7 +41,7 @@ from .plots import plot_confusion, plot_representation
 from .protocol import TrainOptions, loso_evaluate
 from .representation import face_box, flow_representation
 
-__all__ = ["REPRESENTATION_SIZE", "clip_boxes", "markdown", "representations", "run_mer", "write_results"]
+__all__ = ["REPRESENTATION_SIZE", "clip_box", "markdown", "representations", "run_mer", "write_results"]
 
 REPRESENTATION_SIZE = 48  # side of the (u, v, strain) maps the recogniser sees
 
@@ -62,19 +62,12 @@ def _images(sample: MERSample) -> tuple[np.ndarray, np.ndarray]:
     return onset, apex
 
 
-def clip_boxes(samples: Sequence[MERSample], progress: bool = False) -> list[tuple[int, int, int, int]]:
-    """The face box (y0, y1, x0, x1) of every clip: its head mask when it has one, else a detector on the onset frame."""
-    from tqdm import tqdm
-
+def clip_box(sample: MERSample, onset: np.ndarray) -> tuple[int, int, int, int]:
+    """The face box (y0, y1, x0, x1) of a clip: its head mask when it has one, else a detector on ``onset``."""
     from ..infer import load_image
 
-    boxes = []
-    for sample in tqdm(samples, desc="face boxes", unit="clip", disable=not progress, leave=False):
-        mask = None
-        if sample.mask is not None:
-            mask = load_image(sample.mask)[..., 0] > 127
-        boxes.append(face_box(load_image(sample.onset_frame), mask))
-    return boxes
+    mask = None if sample.mask is None else load_image(sample.mask)[..., 0] > 127
+    return face_box(onset, mask)
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -96,14 +89,13 @@ def _cached(cache: Path | None, keys: np.ndarray, size: int, method: FlowMethod)
         return (stored["x"], float(stored["seconds"])) if same else None
 
 
-def representations(samples: Sequence[MERSample], methods: Sequence[FlowMethod],
-                    boxes: Sequence[tuple[int, int, int, int]], size: int = REPRESENTATION_SIZE,
+def representations(samples: Sequence[MERSample], methods: Sequence[FlowMethod], size: int = REPRESENTATION_SIZE,
                     caches: Sequence[Path | None] | None = None,
                     progress: bool = True) -> list[tuple[np.ndarray, float]]:
     """Per method: (maps [N, 3, size, size] float32, flow seconds per clip) on every clip.
 
-    One pass over the clips serves every method (each clip's frames are read once, and a network's
-    outputs come from one forward: its second row costs no flow time). With ``caches`` (an ``.npz``
+    One pass over the clips serves every method (each clip's frames are read once, its face box found
+    once, and a network's outputs come from one forward: its second row costs no flow time). With ``caches`` (an ``.npz``
     path per method) a method's maps are read from its file when it holds exactly these clips at this
     size from a method with this description (checkpoint, iterations), and written to it after computing
     (atomically).
@@ -118,10 +110,10 @@ def representations(samples: Sequence[MERSample], methods: Sequence[FlowMethod],
         return results  # type: ignore[return-value]
     maps = {j: np.empty((len(samples), 3, size, size), np.float32) for j in todo}
     seconds = dict.fromkeys(todo, 0.0)
-    bar = tqdm(list(zip(samples, boxes)), desc=f"flows ({', '.join(methods[j].name for j in todo)})", unit="clip",
-               disable=not progress)
-    for i, (sample, box) in enumerate(bar):
+    bar = tqdm(samples, desc=f"flows ({', '.join(methods[j].name for j in todo)})", unit="clip", disable=not progress)
+    for i, sample in enumerate(bar):
         onset, apex = _images(sample)
+        box = clip_box(sample, onset)
         for j in todo:
             start = time.perf_counter()
             flow = methods[j].compute(sample, onset, apex)
@@ -195,7 +187,6 @@ def run_mer(samples: Sequence[MERSample], methods: Sequence[FlowMethod], out: st
     out = None if out is None else Path(out)
     options = TrainOptions() if options is None else options
     labels = np.array([s.label for s in samples], np.int64)
-    boxes = clip_boxes(samples, progress)
     result: dict[str, Any] = {
         "clips": len(samples), "subjects": len(set(subjects)), "classes": list(CLASSES),
         "class_counts": {CLASSES[k]: int(v) for k, v in sorted(Counter(labels.tolist()).items())},
@@ -203,7 +194,7 @@ def run_mer(samples: Sequence[MERSample], methods: Sequence[FlowMethod], out: st
     }
     names = _unique_names(methods)
     caches = [None if out is None else out / "cache" / f"{_safe(name)}.npz" for name in names]
-    computed = representations(samples, methods, boxes, size, caches, progress)
+    computed = representations(samples, methods, size, caches, progress)
     for name, method, cache, (maps, seconds) in zip(names, methods, caches, computed):
         scores = _scores(maps, labels, subjects, options, name, None if cache is None else cache.with_suffix(".json"),
                          progress)

@@ -72,6 +72,23 @@ def test_cli_writes_the_table_pictures_and_a_cache_a_rerun_reuses(micro, tmp_pat
     assert (out / "cache" / "farneback.json").stat().st_mtime_ns != stamps[1]
 
 
+def test_each_clip_is_read_once_and_a_cached_run_reads_none(micro, tmp_path, monkeypatch):
+    import pyflowops_models.infer as infer
+
+    samples = load_mer_dataset(micro)
+    reads: list[str] = []
+    real = infer.load_image
+    monkeypatch.setattr(infer, "load_image", lambda path, *a, **k: reads.append(str(path)) or real(path, *a, **k))
+    methods = [parse_flow_method("dis"), parse_flow_method("farneback")]
+    run_mer(samples, methods, tmp_path, size=16, options=TrainOptions(epochs=1), progress=False)
+    frames = [str(s.onset_frame) for s in samples] + [str(s.apex_frame) for s in samples]
+    masks = [str(s.mask) for s in samples if s.mask is not None]
+    assert sorted(reads) == sorted(frames + masks)  # two methods, but every file read once
+    reads.clear()
+    run_mer(samples, methods, tmp_path, size=16, options=TrainOptions(epochs=1), progress=False)
+    assert reads == []  # every method cached: no frame, mask or face box is touched
+
+
 @pytest.mark.parametrize(("flow", "message"), [
     ("sift", "unknown flow method"),
     ("decflow", "give the checkpoint as decflow:CKPT"),
