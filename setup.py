@@ -190,6 +190,7 @@ setup(
     + ["pyflowops_models"]
     + [f"pyflowops_models.{p}" for p in find_packages(where="models")],
     package_dir={"pyflowops_models": "models"},
+    package_data={"pyflowops_models": ["configs/*.yaml", "weights/*.pt"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     zip_safe=False,

@@ -64,12 +64,18 @@ def load_model(spec: str) -> tuple[nn.Module, str]:
             warnings.simplefilter("ignore", UserWarning)
             model = create(name, size=size)
         return model, f"model {name} ({size}) with RANDOM weights: the flow is meaningless, only the pipeline is tried"
-    if not os.path.exists(spec):
+    from . import load
+    from .weights import resolve
+
+    try:
+        path = resolve(spec)  # bundled:<name> -> the shipped file
+    except ValueError as err:
+        raise ValueError(f"--model {spec}: {err}") from None
+    if not path.exists():
         raise ValueError(
             f"--model {spec}: no such checkpoint file or run directory "
             "(or give a model name raft|gma|decflow|srflownet[:small] for random weights)"
         )
-    from . import load
 
     try:
         model = load(spec)

@@ -1,9 +1,10 @@
 """The main job on built-in data: ``python -m pyflowops_models.demo [--fast] [--out demo]`` (``make demo``).
 
 1. generate a small synthetic facial-flow set (``synthesize``, FacialFlowNet layout, 256x256);
-2. train DecFlow: ``decflow_pretrain_cpu_small`` (generic motion of photos: it learns to match,
-   standing in for the GMA weights the paper starts from), then ``decflow_cpu_small`` (stage 1:
-   both decoders, on the faces) and ``decflow_stage2_cpu_small`` (stage 2: the head decoder alone);
+2. train DecFlow from the shipped generic-motion weights (``bundled:decflow_small_generic``, 4400 steps
+   of ``decflow_pretrain_cpu_small`` on photos under random motions: they stand in for the GMA weights
+   the paper starts from): ``decflow_cpu_small`` (stage 1: both decoders, on the faces), then
+   ``decflow_stage2_cpu_small`` (stage 2: the head decoder alone);
 3. evaluate the trained model and the classical baselines (zero flow, OpenCV Farneback and DIS,
    scikit-image TV-L1) on held-out pairs rendered on the fly (other sequences, another seed);
 4. run inference on one held-out pair (facial, head and expression flow);
@@ -37,7 +38,6 @@ class DemoPlan:
     sequences: int  # synthetic training sequences (5-20 pairs each)
     size: int  # image side in pixels
     crop: int  # training crops (crop x crop) of those images
-    pretrain_steps: int  # generic-motion pretraining (decflow_pretrain_cpu_small)
     stage1_steps: int
     stage2_steps: int
     val_every: int  # validation (16 held-out pairs) every this many steps
@@ -46,11 +46,12 @@ class DemoPlan:
     baselines: tuple[str, ...] = ("zero", "farneback", "dis", "tvl1")
 
 
-FULL = DemoPlan(sequences=32, size=256, crop=128, pretrain_steps=400, stage1_steps=600, stage2_steps=100,
+FULL = DemoPlan(sequences=32, size=256, crop=128, stage1_steps=1000, stage2_steps=100,
                 val_every=200, eval_pairs=24, eval_iters=12)
-FAST = DemoPlan(sequences=2, size=80, crop=64, pretrain_steps=2, stage1_steps=4, stage2_steps=2, val_every=2,
+FAST = DemoPlan(sequences=2, size=80, crop=64, stage1_steps=4, stage2_steps=2, val_every=2,
                 eval_pairs=3, eval_iters=2)
 HELD_OUT_SEED, HELD_OUT_FIRST = 1, 1_000_000  # held-out pairs: another seed, far-away sequence indices
+GENERIC_WEIGHTS = "bundled:decflow_small_generic"  # stage 1 starts here (pyflowops_models.weights)
 
 
 def _say(message: str) -> None:
@@ -61,10 +62,8 @@ def _train_stage(config: str, run_dir: Path, data: Path | str, plan: DemoPlan, s
                  progress: bool) -> dict:
     from .train import load_config, train
 
-    generic = data == "generic"  # the pretraining: generic pairs for training and validation
     cfg = load_config(config, [
-        f"data.source={data}", f"data.val_source={'generic' if generic else 'rendered'}",
-        f"data.image_size={plan.size}", "data.cache=true", *([f"data.length={plan.sequences * 12}"] if generic else []),
+        f"data.source={data}", "data.val_source=rendered", f"data.image_size={plan.size}", "data.cache=true",
         f"data.crop=[{plan.crop}, {plan.crop}]",
         "train.num_workers=0",
         f"optim.steps={steps}", f"train.val_every={plan.val_every}", f"train.checkpoint_every={plan.val_every}",
@@ -119,7 +118,7 @@ def _forget_other_plan(out: Path, plan: DemoPlan) -> None:
 def run_demo(out: str | Path = "demo", plan: DemoPlan = FULL, progress: bool = True) -> Path:
     """Run the whole demo into ``out``; returns the path of ``REPORT.md``.
 
-    Writes ``out/data`` (training set), ``out/runs/{pretrain,stage1,stage2}`` (run directories),
+    Writes ``out/data`` (training set), ``out/runs/{stage1,stage2}`` (run directories),
     ``out/eval`` (results.md / .json, worst-pair panels), ``out/infer`` (one pair's flows),
     ``out/curves.png``, ``out/model.pt`` and ``out/REPORT.md``.
     """
@@ -148,12 +147,10 @@ def run_demo(out: str | Path = "demo", plan: DemoPlan = FULL, progress: bool = T
     train_pairs = len(FacialFlowDataset(out / "data", "train"))
 
     began = time.perf_counter()
-    _say(f"2/5 training DecFlow: generic-motion pretraining ({plan.pretrain_steps} steps), stage 1 "
-         f"({plan.stage1_steps} steps), then stage 2 ({plan.stage2_steps} steps)")
-    pretrain = _train_stage("decflow_pretrain_cpu_small", out / "runs" / "pretrain", "generic", plan,
-                            plan.pretrain_steps, [], progress)
+    _say(f"2/5 training DecFlow from {GENERIC_WEIGHTS}: stage 1 ({plan.stage1_steps} steps), then stage 2 "
+         f"({plan.stage2_steps} steps)")
     stage1 = _train_stage("decflow_cpu_small", out / "runs" / "stage1", out / "data", plan, plan.stage1_steps,
-                          [f"train.init={out / 'runs' / 'pretrain'}"], progress)
+                          [f"train.init={GENERIC_WEIGHTS}"], progress)
     stage2 = _train_stage("decflow_stage2_cpu_small", out / "runs" / "stage2", out / "data", plan,
                           plan.stage2_steps, [f"train.init={out / 'runs' / 'stage1'}"], progress)
     model_path = _export(out / "runs" / "stage2", out / "model.pt")
@@ -185,9 +182,9 @@ def run_demo(out: str | Path = "demo", plan: DemoPlan = FULL, progress: bool = T
         "",
         f"Training set: {plan.sequences} synthetic sequences at {plan.size}x{plan.size}"
         f" ({train_pairs} pairs) in `{out / 'data'}`. "
-        f"DecFlow (size small) pretrained {pretrain['step']} steps on generic motion (photos under random "
-        f"affine motions, `decflow_pretrain_cpu_small`), then trained {stage1['step']} steps (stage 1, both "
-        f"decoders) then "
+        f"DecFlow (size small) from the shipped weights `{GENERIC_WEIGHTS}` (4400 steps of "
+        f"`decflow_pretrain_cpu_small` on generic motion: photos under random affine motions), trained "
+        f"{stage1['step']} steps (stage 1, both decoders) then "
         f"{stage2['step']} steps (stage 2, the head decoder) with the `decflow_cpu_small` recipes; "
         f"evaluated with {plan.eval_iters} iterations on {result['pairs']} held-out pairs rendered on the fly "
         f"(seed {HELD_OUT_SEED}, sequences {HELD_OUT_FIRST}.., never seen in training).",
@@ -213,14 +210,13 @@ def run_demo(out: str | Path = "demo", plan: DemoPlan = FULL, progress: bool = T
         f"- `{out / 'runs'}`: the two training runs (TensorBoard logs in `tb/`, checkpoints, `metrics.jsonl`)",
         f"- `{out / 'eval'}`: results.md, results.json and worst-pair panels",
         "- seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()),
-        f"- training steps/s (data loading included): pretraining {pretrain['steps_per_s']:.2f}, "
-        f"stage 1 {stage1['steps_per_s']:.2f}, "
+        f"- training steps/s (data loading included): stage 1 {stage1['steps_per_s']:.2f}, "
         f"stage 2 {stage2['steps_per_s']:.2f} (0 steps when a finished run was reused)",
         "",
     ]
     path = out / "REPORT.md"
     path.write_text("\n".join(lines))
-    (out / "summary.json").write_text(json.dumps({"times_s": times, "pretrain_step": pretrain["step"],
+    (out / "summary.json").write_text(json.dumps({"times_s": times, "init": GENERIC_WEIGHTS,
                                                   "stage1_step": stage1["step"],
                                                   "stage2_step": stage2["step"],
                                                   "masked_epe": {k: v["all"]["masked_epe"]

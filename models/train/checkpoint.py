@@ -145,7 +145,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu"):
-    """A ready model (eval mode) from a training checkpoint file or a run directory (its newest readable one).
+    """A ready model (eval mode) from a training checkpoint file, a run directory (its newest readable one)
+    or shipped weights (``bundled:<name>``, see :mod:`pyflowops_models.weights`).
 
     The checkpoint's config says which model to build (``create(name, size, corr, **options)``;
     a stage-0 run gives its ``FacePartsEncoder``); its weights are then loaded strictly.
@@ -158,10 +159,11 @@ def load(path: str | Path, device: str | torch.device = "cpu"):
         FileNotFoundError: no such file, or a run directory without a readable checkpoint.
         ValueError: the file is not a pyflowops training checkpoint.
     """
+    from ..weights import resolve
     from .config import config_from_dict
     from .trainer import build_model
 
-    path = Path(path)
+    path = resolve(path)
     if path.is_dir():
         found = load_latest(path)
         if found is None:

@@ -203,7 +203,9 @@ def _load_init(model: nn.Module, cfg: Config, log) -> None:
             warnings.warn("train.stage 2 without train.init: training the head decoder of an untrained model "
                           "(set train.init to the stage-1 run directory or checkpoint)", UserWarning, stacklevel=3)
         return
-    path = Path(init)
+    from ..weights import resolve
+
+    path = resolve(init)  # a file, a run directory or bundled:<name>
     if path.is_dir():
         found = ckpt.latest(path)
         if found is None:

@@ -1,4 +1,4 @@
-"""``make demo``'s pipeline in its fast mode: data -> pretraining and two training stages -> evaluation -> inference
+"""``make demo``'s pipeline in its fast mode: data -> two training stages from the shipped weights -> evaluation -> inference
 -> report."""
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ def test_fast_demo_writes_the_report_and_a_loadable_model_then_reuses_its_work(t
     assert set(flows) == {"facial", "head", "expression"}
     assert "optimizer" not in torch.load(out / "model.pt", weights_only=True)
     first = json.loads((out / "summary.json").read_text())
-    assert (first["pretrain_step"], first["stage1_step"], first["stage2_step"]) == (
-        FAST.pretrain_steps, FAST.stage1_steps, FAST.stage2_steps)
+    assert (first["stage1_step"], first["stage2_step"]) == (FAST.stage1_steps, FAST.stage2_steps)
     stage1_config = (out / "runs" / "stage1" / "config.yaml").read_text()
-    assert f"init: {out / 'runs' / 'pretrain'}" in stage1_config  # stage 1 starts from the pretraining
+    assert "init: bundled:decflow_small_generic" in stage1_config  # stage 1 starts from the shipped weights
     assert f"report {out / 'REPORT.md'}" in capsys.readouterr().out
 
     checkpoints = sorted(p.name for p in (out / "runs" / "stage1" / "checkpoints").iterdir())

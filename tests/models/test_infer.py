@@ -227,3 +227,10 @@ def test_load_model_names_and_missing_checkpoint(tmp_path):
         cli_infer.load_model(str(tmp_path / "missing.pt"))
     with pytest.raises(ValueError, match="no such checkpoint"):
         cli_infer.load_model("raft:tiny")
+
+
+def test_load_model_takes_bundled_weights():
+    model, what = cli_infer.load_model("bundled:decflow_small_generic")
+    assert type(model).__name__ == "DecFlow" and what == "model from bundled:decflow_small_generic"
+    with pytest.raises(ValueError, match=r"--model bundled:nope: unknown bundled weights 'nope'"):
+        cli_infer.load_model("bundled:nope")
