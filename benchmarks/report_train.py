@@ -53,6 +53,17 @@ def section(data: dict[str, Any], out: Path) -> list[str]:
             "validation stays above zero flow (3.33 px at step 300, 1.25e-4; at 4e-4 0.2% of conv1 outputs live "
             "at step 100).",
             "",
+            "Pretraining length, measured 2026-12-07 with the demo's data (274 pairs of 32 sequences) and its 24 "
+            "held-out pairs (`make demo`'s table; DIS 0.517, TV-L1 0.769, Farneback 1.242, zero 2.490 px masked "
+            'facial EPE): 600 + 100 face steps after the old 400 generic-motion steps give **1.305 px**; the same'
+            ' steps after 4400 generic steps **0.832 px**; 1000 + 100 face steps after the 6900 of the shipped '
+            '`bundled:decflow_small_generic` (validation EPE on generic pairs 4.95 / 1.72 / 1.31 px after 400 / '
+            '4400 / 6900 steps) **0.728 px**, better than TV-L1 and Farneback, not yet DIS (`make demo`: 11.8 min'
+            ' with its data already on disk). Longer face training is worth less: 3500 more face steps at 1.25e-4'
+            " on 1200 pairs after the recipe's 1600 + 200 took validation (16 pairs) from 1.198 only to 0.868 px,"
+            " where 600 face steps after 4400 generic ones reach 0.894 and 1000 after 6900 reach 0.73 (the demo's"
+            ' stage 1 validation, 0.802 at step 600).',
+            "",
             "The recipe's learning curves (`pyflowops train` writes them as `curves.png`; the lines are the "
             "baselines on the same validation pairs): "
             "![decflow_cpu_small curves](train_decflow_cpu_small_curves.png)",
