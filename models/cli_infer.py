@@ -78,7 +78,7 @@ def load_model(spec: str) -> tuple[nn.Module, str]:
         )
 
     try:
-        model = load(spec)
+        model = load(path)
     except Exception as err:  # corrupt files surface as many types (RuntimeError, pickle, zip, KeyError, ...)
         raise ValueError(f"--model {spec}: cannot load the checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(model, nn.Module):

@@ -1,9 +1,9 @@
 """The main job on built-in data: ``python -m pyflowops_models.demo [--fast] [--out demo]`` (``make demo``).
 
 1. generate a small synthetic facial-flow set (``synthesize``, FacialFlowNet layout, 256x256);
-2. train DecFlow from the shipped generic-motion weights (``bundled:decflow_small_generic``, 4400 steps
-   of ``decflow_pretrain_cpu_small`` on photos under random motions: they stand in for the GMA weights
-   the paper starts from): ``decflow_cpu_small`` (stage 1: both decoders, on the faces), then
+2. train DecFlow from the shipped generic-motion weights (``bundled:decflow_small_generic``:
+   ``decflow_pretrain_cpu_small`` on photos under random motions, how long is in
+   :mod:`pyflowops_models.weights`; they stand in for the GMA weights the paper starts from): ``decflow_cpu_small`` (stage 1: both decoders, on the faces), then
    ``decflow_stage2_cpu_small`` (stage 2: the head decoder alone);
 3. evaluate the trained model and the classical baselines (zero flow, OpenCV Farneback and DIS,
    scikit-image TV-L1) on held-out pairs rendered on the fly (other sequences, another seed);
@@ -182,8 +182,9 @@ def run_demo(out: str | Path = "demo", plan: DemoPlan = FULL, progress: bool = T
         "",
         f"Training set: {plan.sequences} synthetic sequences at {plan.size}x{plan.size}"
         f" ({train_pairs} pairs) in `{out / 'data'}`. "
-        f"DecFlow (size small) from the shipped weights `{GENERIC_WEIGHTS}` (4400 steps of "
-        f"`decflow_pretrain_cpu_small` on generic motion: photos under random affine motions), trained "
+        f"DecFlow (size small) from the shipped weights `{GENERIC_WEIGHTS}` "
+        f"(`decflow_pretrain_cpu_small` on generic motion: photos under random affine motions; how long: "
+        f"`pyflowops_models/weights/__init__.py`), trained "
         f"{stage1['step']} steps (stage 1, both decoders) then "
         f"{stage2['step']} steps (stage 2, the head decoder) with the `decflow_cpu_small` recipes; "
         f"evaluated with {plan.eval_iters} iterations on {result['pairs']} held-out pairs rendered on the fly "

@@ -1,5 +1,5 @@
-"""``make demo``'s pipeline in its fast mode: data -> two training stages from the shipped weights -> evaluation -> inference
--> report."""
+"""``make demo``'s pipeline in its fast mode: data -> two training stages from the shipped weights -> evaluation
+-> inference -> report."""
 
 from __future__ import annotations
 

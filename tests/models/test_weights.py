@@ -35,11 +35,11 @@ def test_the_generic_weights_match_held_out_generic_motion():
     assert sum(errors) < 0.4 * sum(zero), (errors, zero)
 
 
-def test_training_starts_from_bundled_weights(tmp_path):
+def test_the_face_recipe_starts_from_bundled_weights():
     from pyflowops_models.train import load_config
     from pyflowops_models.train.trainer import _load_init, build_model
 
-    cfg = load_config("decflow_cpu_small", ["train.init=bundled:decflow_small_generic"])
+    cfg = load_config("decflow_cpu_small")  # its default init
     model = build_model(cfg)
     logged: list[str] = []
     _load_init(model, cfg, logged.append)
