@@ -56,10 +56,17 @@ def section(data: dict[str, Any], out: Path) -> list[str]:
             "Pretraining length, measured 2026-12-07 with the demo's data (274 pairs of 32 sequences) and its 24 "
             "held-out pairs (`make demo`'s table; DIS 0.517, TV-L1 0.769, Farneback 1.242, zero 2.490 px masked "
             'facial EPE): 600 + 100 face steps after the old 400 generic-motion steps give **1.305 px**; the same'
-            ' steps after 4400 generic steps **0.832 px**; 1000 + 100 face steps after the 6900 of the shipped '
-            '`bundled:decflow_small_generic` (validation EPE on generic pairs 4.95 / 1.72 / 1.31 px after 400 / '
-            '4400 / 6900 steps) **0.728 px**, better than TV-L1 and Farneback, not yet DIS (`make demo`: 11.8 min'
-            ' with its data already on disk). Longer face training is worth less: 3500 more face steps at 1.25e-4'
+            ' steps after 4400 generic steps **0.832 px**; 1000 + 100 face steps after 6900 generic steps '
+            '**0.728 px**; the same after the 11400 of the shipped `bundled:decflow_small_generic` (validation EPE'
+            ' on generic pairs 4.95 / 1.72 / 1.31 / 1.02 px after 400 / 4400 / 6900 / 11400 steps) **0.676 px** '
+            '(n = 20 / 15 / 10 / 5: 0.431 / 0.474 / 0.675 / 1.034; DIS 0.352 / 0.283 / 0.503 / 0.876), better '
+            'than TV-L1 and Farneback, not yet DIS (`make demo`: 15.1 min with its data already on disk, measured'
+            ' 2026-12-08). Stage-1 settings, each 1000 steps on the same data after 6900 generic steps (recipe: '
+            '0.728): `optim.lr` 2.5e-4 0.734; `data.crop_shift` 2 0.783, 16 0.763 (recipe 8); 8 / 16 / 24 test '
+            'iterations 0.726 / 0.731 / 0.739 (recipe 12); inputs upscaled 1.5x / 2x at test time 0.806 / 1.307.'
+            " Where the error is (8 pairs): inside the face (mask eroded 6 px) 0.767 px against DIS's 0.518, at "
+            "the outline 1.015 against 0.989: what is missing is sub-pixel precision on skin, not boundaries, and"
+            ' the model underestimates the motion (least-squares gain 0.77-0.94; DIS 0.83-0.92). Longer face training is worth less: 3500 more face steps at 1.25e-4'
             " on 1200 pairs after the recipe's 1600 + 200 took validation (16 pairs) from 1.198 only to 0.868 px,"
             " where 600 face steps after 4400 generic ones reach 0.894 and 1000 after 6900 reach 0.73 (the demo's"
             ' stage 1 validation, 0.802 at step 600).',
