@@ -66,7 +66,8 @@ def section(data: dict[str, Any], out: Path) -> list[str]:
             'iterations 0.726 / 0.731 / 0.739 (recipe 12); inputs upscaled 1.5x / 2x at test time 0.806 / 1.307.'
             " Where the error is (8 pairs): inside the face (mask eroded 6 px) 0.767 px against DIS's 0.518, at "
             "the outline 1.015 against 0.989: what is missing is sub-pixel precision on skin, not boundaries, and"
-            ' the model underestimates the motion (least-squares gain 0.77-0.94; DIS 0.83-0.92). Longer face training is worth less: 3500 more face steps at 1.25e-4'
+            ' the model underestimates the motion (least-squares gain 0.77-0.94; DIS 0.83-0.92). Longer face '
+            'training is worth less: 3500 more face steps at 1.25e-4'
             " on 1200 pairs after the recipe's 1600 + 200 took validation (16 pairs) from 1.198 only to 0.868 px,"
             " where 600 face steps after 4400 generic ones reach 0.894 and 1000 after 6900 reach 0.73 (the demo's"
             ' stage 1 validation, 0.802 at step 600).',
