@@ -3,8 +3,9 @@
 1. generate a small synthetic facial-flow set (``synthesize``, FacialFlowNet layout, 256x256);
 2. train DecFlow from the shipped generic-motion weights (``bundled:decflow_small_generic``:
    ``decflow_pretrain_cpu_small`` on photos under random motions, how long is in
-   :mod:`pyflowops_models.weights`; they stand in for the GMA weights the paper starts from): ``decflow_cpu_small`` (stage 1: both decoders, on the faces), then
-   ``decflow_stage2_cpu_small`` (stage 2: the head decoder alone);
+   :mod:`pyflowops_models.weights`; they stand in for the GMA weights the paper starts from):
+   ``decflow_cpu_small`` (stage 1: both decoders, on the faces), then ``decflow_stage2_cpu_small``
+   (stage 2: the head decoder alone);
 3. evaluate the trained model and the classical baselines (zero flow, OpenCV Farneback and DIS,
    scikit-image TV-L1) on held-out pairs rendered on the fly (other sequences, another seed);
 4. run inference on one held-out pair (facial, head and expression flow);

@@ -96,9 +96,9 @@ def representations(samples: Sequence[MERSample], methods: Sequence[FlowMethod],
 
     One pass over the clips serves every method (each clip's frames are read once, its face box found
     once, and a network's outputs come from one forward: its second row costs no flow time). With
-    ``caches`` (an ``.npz`` path per method) a method's maps are read from its file when it holds exactly these clips at this
-    size from a method with this description (checkpoint, iterations), and written to it after computing
-    (atomically).
+    ``caches`` (an ``.npz`` path per method) a method's maps are read from its file when it holds exactly
+    these clips at this size from a method with this description (checkpoint, iterations), and written to
+    it after computing (atomically).
     """
     from tqdm import tqdm
 

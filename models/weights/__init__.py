@@ -5,10 +5,10 @@ GMA FlyingChairs/Things weights FacialFlowNet's stage 1 starts from (those data 
 here). Made with ``pyflowops train --config decflow_pretrain_cpu_small`` in four runs, each from the last
 (``--set train.init=<last run>``): 400 steps; 4000 steps with ``--set data.length=2000``; 2500 steps
 with ``--set optim.lr=3e-4 --set data.length=2000 --set data.seed=3``; 4500 steps with ``--set
-optim.lr=3e-4 --set data.length=2000 --set data.seed=7``. 11400 steps, about 3 hours on this 2-core CPU. Validation EPE on the recipe's 16 held-out
-generic pairs: 4.95 px after 400 steps, 1.72 after 4400, 1.31 after 6900, 1.02 after 11400 (zero flow 7.61).
-Only the facial decoder is trained (the head decoder is as initialised, as in GMA weights);
-stored as float16 (6.7 MB) and loaded into float32 models.
+optim.lr=3e-4 --set data.length=2000 --set data.seed=7``. 11400 steps, about 3 hours on this 2-core CPU.
+Validation EPE on the recipe's 16 held-out generic pairs: 4.95 px after 400 steps, 1.72 after 4400, 1.31
+after 6900, 1.02 after 11400 (zero flow 7.61). Only the facial decoder is trained (the head decoder is as
+initialised, as in GMA weights); stored as float16 (6.7 MB) and loaded into float32 models.
 
 Example:
     >>> from pyflowops_models.weights import resolve
